@@ -1,0 +1,195 @@
+//! `lathe generate` and `lathe chat`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lathe_model::{ChatMessage, Engine, GenerationConfig};
+
+/// Which model and how to sample, shared by `generate` and `chat`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A GGUF file, a Hugging Face model folder, a Hub id (org/name), or `demo`.
+    #[arg(long, default_value = "demo")]
+    model: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Fewest tokens to generate before EOS is allowed.
+    #[arg(long, default_value_t = 0)]
+    min_new_tokens: usize,
+    /// Sampling temperature; 0 means greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample only among the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sample only among the most likely tokens that make up probability P.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Penalty for tokens already in the text (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Beam search width (1 to 4; greedy only).
+    #[arg(long, default_value_t = 1)]
+    num_beams: usize,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when the text contains this (repeatable).
+    #[arg(long = "stop")]
+    stop_strings: Vec<String>,
+    /// A system prompt (with --chat, or in `lathe chat`).
+    #[arg(long)]
+    system: Option<String>,
+}
+
+impl ModelArgs {
+    fn generation(&self, engine: &Engine) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            min_new_tokens: self.min_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            num_beams: self.num_beams,
+            seed: self.seed,
+            stop_strings: self.stop_strings.clone(),
+            eos_token_ids: engine.generation_defaults.eos_token_ids.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<Engine> {
+        let start = Instant::now();
+        let engine = lathe_model::load(&self.model)
+            .with_context(|| format!("loading model `{}`", self.model))?;
+        eprintln!(
+            "loaded {} in {:.1}s",
+            engine.source,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(engine)
+    }
+}
+
+/// Arguments of `lathe generate`.
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    chat: bool,
+}
+
+/// Runs `lathe generate`.
+pub fn run_generate(args: GenerateArgs) -> Result<()> {
+    let engine = args.model.load()?;
+    let config = args.model.generation(&engine);
+    config.validate()?;
+    let (text, add_special) = if args.chat {
+        let messages = conversation(args.model.system.as_deref(), &args.prompt);
+        (engine.apply_chat_template(&messages, true)?, false)
+    } else {
+        (args.prompt.clone(), true)
+    };
+    stream(&engine, &text, add_special, &config)?;
+    println!();
+    Ok(())
+}
+
+fn conversation(system: Option<&str>, prompt: &str) -> Vec<ChatMessage> {
+    let mut messages: Vec<ChatMessage> = system
+        .map(|s| ChatMessage::new("system", s))
+        .into_iter()
+        .collect();
+    messages.push(ChatMessage::new("user", prompt));
+    messages
+}
+
+/// Generates with tokens streamed to stdout; speed to stderr. Returns the text.
+fn stream(
+    engine: &Engine,
+    prompt: &str,
+    add_special: bool,
+    config: &GenerationConfig,
+) -> Result<String> {
+    let start = Instant::now();
+    let mut pieces = 0usize;
+    let mut stdout = std::io::stdout().lock();
+    let text = engine.generate_text(prompt, add_special, config, &mut |piece| {
+        pieces += 1;
+        let _ = stdout.write_all(piece.as_bytes());
+        let _ = stdout.flush();
+    })?;
+    let tokens = engine
+        .tokenizer
+        .encode(&text, false)
+        .map(|t| t.len())
+        .unwrap_or(0);
+    eprintln!(
+        "\n[{tokens} tokens in {:.1}s]",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(text)
+}
+
+/// Arguments of `lathe chat`.
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// Runs `lathe chat`: each line read is a user turn; `/clear` forgets the history,
+/// `/exit` (or end of input) quits.
+pub fn run_chat(args: ChatArgs) -> Result<()> {
+    let engine = args.model.load()?;
+    let config = args.model.generation(&engine);
+    config.validate()?;
+    let interactive = std::io::stdin().is_terminal();
+    let system = args.model.system.as_deref();
+    let mut history: Vec<ChatMessage> = Vec::new();
+    if interactive {
+        eprintln!(
+            "chatting with {} — /clear forgets, /exit quits",
+            engine.source
+        );
+    }
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/clear" => {
+                history.clear();
+                continue;
+            }
+            _ => {}
+        }
+        let mut messages = conversation(system, line);
+        messages.splice(
+            system.map_or(0, |_| 1)..system.map_or(0, |_| 1),
+            history.iter().cloned(),
+        );
+        let prompt = engine.apply_chat_template(&messages, true)?;
+        let answer = stream(&engine, &prompt, false, &config)?;
+        println!();
+        history.push(ChatMessage::new("user", line));
+        history.push(ChatMessage::new("assistant", answer.trim()));
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! `lathe`: the command-line face of Lathe.
+
+mod generate;
+
+use clap::{Parser, Subcommand};
+
+/// Lathe: fine-tune large language models on your own data, from one binary.
+#[derive(Parser)]
+#[command(name = "lathe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of one prompt; prints only the generated text.
+    Generate(generate::GenerateArgs),
+    /// Chat with a model: an interactive loop (or one prompt per line from a pipe).
+    Chat(generate::ChatArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run_generate(args),
+        Command::Chat(args) => generate::run_chat(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

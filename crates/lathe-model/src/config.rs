@@ -1,0 +1,390 @@
+//! The Llama-family configuration, read from a Hugging Face `config.json` or from
+//! GGUF metadata.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+
+/// The `architectures` values of `config.json` that Lathe runs.
+pub const SUPPORTED_ARCHITECTURES: &[&str] =
+    &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+
+/// RoPE frequency scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Positions divided by `factor` (`"linear"`).
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// Llama 3.1's wavelength-dependent scaling (`"llama3"`).
+    Llama3 {
+        /// Scale of low frequencies.
+        factor: f64,
+        /// Wavelength bound below which frequencies are scaled.
+        low_freq_factor: f64,
+        /// Wavelength bound above which frequencies are kept.
+        high_freq_factor: f64,
+        /// The context length the base model was trained on.
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// Hyperparameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM, TinyLlama).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// The `architectures` entry, or `LlamaForCausalLM` for GGUF files.
+    pub architecture: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (GQA when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Optional RoPE scaling.
+    pub rope_scaling: Option<RopeScaling>,
+    /// Whether the output head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v projections have a bias (Qwen2, or Llama with `attention_bias`).
+    pub qkv_bias: bool,
+    /// Whether the output projection has a bias (Llama with `attention_bias`).
+    pub o_bias: bool,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// Beginning-of-sequence token.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence tokens (several for Llama 3).
+    pub eos_token_ids: Vec<u32>,
+    /// Padding token.
+    pub pad_token_id: Option<u32>,
+}
+
+impl LlamaConfig {
+    /// Reads `config.json`.
+    pub fn from_json_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let json: Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::format(path, format!("invalid JSON: {e}")))?;
+        Self::from_json(&json, path)
+    }
+
+    /// Reads a parsed `config.json`; `path` names it in errors.
+    pub fn from_json(json: &Value, path: &Path) -> Result<Self> {
+        let field = Fields { json, path };
+        let architecture = match json.get("architectures").and_then(Value::as_array) {
+            Some(list) => list
+                .first()
+                .and_then(Value::as_str)
+                .ok_or_else(|| ModelError::format(path, "`architectures` is empty"))?
+                .to_string(),
+            None => match json.get("model_type").and_then(Value::as_str) {
+                Some("llama") => "LlamaForCausalLM".into(),
+                Some("mistral") => "MistralForCausalLM".into(),
+                Some("qwen2") => "Qwen2ForCausalLM".into(),
+                other => other.unwrap_or("<none>").to_string(),
+            },
+        };
+        if !SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
+            return Err(ModelError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                name: architecture,
+                supported: SUPPORTED_ARCHITECTURES.join(", "),
+            });
+        }
+        let hidden_size = field.usize("hidden_size")?;
+        let num_attention_heads = field.usize("num_attention_heads")?;
+        let num_key_value_heads = field
+            .opt_usize("num_key_value_heads")?
+            .unwrap_or(num_attention_heads);
+        let head_dim = field
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_attention_heads.max(1));
+        let rope = json.get("rope_parameters");
+        let rope_theta = json
+            .get("rope_theta")
+            .or_else(|| rope.and_then(|r| r.get("rope_theta")))
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| field.bad("rope_theta", "a number"))
+            })
+            .transpose()?
+            .unwrap_or(10_000.0);
+        let scaling = json.get("rope_scaling").filter(|v| !v.is_null()).or(rope);
+        let rope_scaling = scaling
+            .map(|s| rope_scaling(s, path))
+            .transpose()?
+            .flatten();
+        let attention_bias = field.opt_bool("attention_bias")?.unwrap_or(false);
+        let is_qwen2 = architecture == "Qwen2ForCausalLM";
+        let config = Self {
+            vocab_size: field.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: field.usize("intermediate_size")?,
+            num_hidden_layers: field.usize("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: field.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            tie_word_embeddings: field.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            qkv_bias: attention_bias || is_qwen2,
+            o_bias: attention_bias && !is_qwen2,
+            max_position_embeddings: field.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+            bos_token_id: token_ids(json.get("bos_token_id")).first().copied(),
+            eos_token_ids: token_ids(json.get("eos_token_id")),
+            pad_token_id: token_ids(json.get("pad_token_id")).first().copied(),
+            architecture,
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads the hyperparameters of a GGUF file (`general.architecture` llama or qwen2).
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let path = gguf.path();
+        let arch = gguf.meta_str("general.architecture")?;
+        let architecture = match arch {
+            "llama" => "LlamaForCausalLM",
+            "qwen2" => "Qwen2ForCausalLM",
+            other => {
+                return Err(ModelError::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    name: other.to_string(),
+                    supported: "llama, qwen2 (GGUF general.architecture)".into(),
+                })
+            }
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden_size = gguf.meta_usize(&key("embedding_length"))?;
+        let num_attention_heads = gguf.meta_usize(&key("attention.head_count"))?;
+        let num_key_value_heads = match gguf.meta(&key("attention.head_count_kv")) {
+            Some(_) => gguf.meta_usize(&key("attention.head_count_kv"))?,
+            None => num_attention_heads,
+        };
+        let head_dim = match gguf.meta(&key("rope.dimension_count")) {
+            Some(_) => gguf.meta_usize(&key("rope.dimension_count"))?,
+            None => hidden_size / num_attention_heads.max(1),
+        };
+        let vocab_size = match gguf.meta(&key("vocab_size")) {
+            Some(_) => gguf.meta_usize(&key("vocab_size"))?,
+            None => gguf
+                .tensor_info("token_embd.weight")
+                .map(|t| t.shape()[0])
+                .ok_or_else(|| ModelError::format(path, "no token_embd.weight tensor"))?,
+        };
+        // f32 metadata is widened through its decimal form so 1e-5 stays 1e-5, as
+        // transformers reads it.
+        let meta_f64 = |k: &str, default: f64| -> Result<f64> {
+            match gguf.meta(&key(k)) {
+                Some(crate::gguf::MetaValue::F32(v)) => {
+                    Ok(v.to_string().parse().unwrap_or(*v as f64))
+                }
+                Some(_) => gguf.meta_f64(&key(k)),
+                None => Ok(default),
+            }
+        };
+        let rope_scaling = match gguf
+            .meta(&key("rope.scaling.type"))
+            .and_then(|v| v.as_str())
+        {
+            Some("linear") => Some(RopeScaling::Linear {
+                factor: meta_f64("rope.scaling.factor", 1.0)?,
+            }),
+            _ => None,
+        };
+        let token = |k: &str| gguf.meta(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let config = Self {
+            architecture: architecture.to_string(),
+            vocab_size,
+            hidden_size,
+            intermediate_size: gguf.meta_usize(&key("feed_forward_length"))?,
+            num_hidden_layers: gguf.meta_usize(&key("block_count"))?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: meta_f64("attention.layer_norm_rms_epsilon", 1e-5)?,
+            rope_theta: meta_f64("rope.freq_base", 10_000.0)?,
+            rope_scaling,
+            tie_word_embeddings: gguf.tensor_info("output.weight").is_none(),
+            qkv_bias: gguf.tensor_info("blk.0.attn_q.bias").is_some(),
+            o_bias: gguf.tensor_info("blk.0.attn_output.bias").is_some(),
+            max_position_embeddings: match gguf.meta(&key("context_length")) {
+                Some(_) => gguf.meta_usize(&key("context_length"))?,
+                None => 2048,
+            },
+            bos_token_id: token("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
+            pad_token_id: token("tokenizer.ggml.padding_token_id"),
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let fail = |m: String| Err(ModelError::format(path, m));
+        if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
+            return fail("attention head counts must be positive".into());
+        }
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
+            return fail(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return fail(format!(
+                "head_dim {} must be even and positive",
+                self.head_dim
+            ));
+        }
+        if self.vocab_size == 0 || self.hidden_size == 0 || self.num_hidden_layers == 0 {
+            return fail("vocab_size, hidden_size and num_hidden_layers must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// RoPE inverse frequencies, one per pair of head dimensions, with scaling applied.
+    pub fn rope_inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim as f64;
+        let base: Vec<f64> = (0..self.head_dim / 2)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d))
+            .collect();
+        match &self.rope_scaling {
+            None => base,
+            Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            }) => {
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let num = |k: &str| -> Result<f64> {
+        s.get(k).and_then(Value::as_f64).ok_or_else(|| {
+            ModelError::format(path, format!("rope_scaling `{kind}` needs a number `{k}`"))
+        })
+    };
+    Ok(match kind {
+        "default" => None,
+        "linear" => Some(RopeScaling::Linear {
+            factor: num("factor")?,
+        }),
+        "llama3" => Some(RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position_embeddings: num("original_max_position_embeddings")?,
+        }),
+        other => {
+            return Err(ModelError::format(
+                path,
+                format!("rope_scaling type `{other}` is not supported (linear, llama3 are)"),
+            ))
+        }
+    })
+}
+
+/// Token ids from a JSON int, list of ints or null.
+fn token_ids(value: Option<&Value>) -> Vec<u32> {
+    match value {
+        Some(Value::Number(n)) => n.as_u64().map(|v| v as u32).into_iter().collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|v| v as u32)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Typed access to `config.json` fields with errors naming the field.
+struct Fields<'a> {
+    json: &'a Value,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn bad(&self, key: &str, what: &str) -> ModelError {
+        ModelError::format(self.path, format!("`{key}` must be {what}"))
+    }
+
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|v| Some(v as usize))
+                .ok_or_else(|| self.bad(key, "a non-negative integer")),
+        }
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)?
+            .ok_or_else(|| ModelError::format(self.path, format!("`{key}` is missing")))
+    }
+
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "a number")),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "true or false")),
+        }
+    }
+}

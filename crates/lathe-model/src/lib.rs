@@ -1,0 +1,23 @@
+//! Lathe's model layer: backbones, weight I/O (safetensors, GGUF, Hub cache),
+//! tokenizers, chat templates and generation. Only this crate and `lathe-train`
+//! touch burn types; the rest of Lathe uses the types exported here.
+
+pub mod chat_template;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod hub;
+pub mod llama;
+pub mod loader;
+pub mod sampling;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use config::{LlamaConfig, RopeScaling};
+pub use engine::{Engine, Generated};
+pub use error::{ModelError, Result};
+pub use loader::load;
+pub use sampling::GenerationConfig;
+pub use tokenizer::Tokenizer;

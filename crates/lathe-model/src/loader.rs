@@ -1,0 +1,195 @@
+//! Loading a model from what the user names: a Hugging Face folder, a GGUF file, or
+//! a Hub id.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde_json::Value;
+
+use crate::chat_template::ChatTemplate;
+use crate::config::LlamaConfig;
+use crate::engine::Engine;
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+use crate::hub;
+use crate::llama::Llama;
+use crate::sampling::GenerationConfig;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{GgufWeights, SafetensorsWeights};
+
+/// Loads `spec`: a `.gguf` file, a folder with `config.json`, or a Hub id
+/// (`HuggingFaceTB/SmolLM2-135M-Instruct`), or `demo` for the demo model.
+/// Computation runs in f32 on the CPU.
+pub fn load(spec: &str) -> Result<Engine> {
+    let path = Path::new(spec);
+    if spec == "demo" && !path.exists() {
+        let demo = demo_model_path();
+        if !demo.is_file() {
+            return Err(ModelError::Resolve(format!(
+                "the demo model is not at {}: run scripts/fetch-demo-model.sh",
+                demo.display()
+            )));
+        }
+        return load_gguf(&demo);
+    }
+    if path.is_file() {
+        return load_gguf(path);
+    }
+    if path.is_dir() {
+        return load_folder(path);
+    }
+    if !spec.ends_with(".gguf") && hub::looks_like_hub_id(spec) {
+        let dir = hub::resolve(spec)?;
+        let mut engine = load_folder(&dir)?;
+        engine.source = spec.to_string();
+        return Ok(engine);
+    }
+    Err(ModelError::Resolve(format!(
+        "model `{spec}`: no such file or folder, and not a Hub id of the form org/name"
+    )))
+}
+
+/// File name of the demo model (SmolLM2-135M-Instruct, GGUF Q4_1).
+pub const DEMO_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Lathe's home folder: `$LATHE_HOME`, else `~/.cache/lathe`.
+pub fn lathe_home() -> std::path::PathBuf {
+    match std::env::var_os("LATHE_HOME") {
+        Some(home) => home.into(),
+        None => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(".cache/lathe"),
+    }
+}
+
+/// Where `scripts/fetch-demo-model.sh` puts the demo model.
+pub fn demo_model_path() -> std::path::PathBuf {
+    lathe_home().join("models").join(DEMO_MODEL_FILE)
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+/// Loads a GGUF file: weights dequantized to f32, tokenizer and chat template from
+/// its metadata.
+pub fn load_gguf(path: &Path) -> Result<Engine> {
+    let file = GgufFile::open(path)?;
+    let config = LlamaConfig::from_gguf(&file)?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let chat_template = match file
+        .meta("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+    {
+        Some(source) => Some(ChatTemplate::new(
+            source,
+            tokenizer.bos_token.as_deref(),
+            tokenizer.eos_token.as_deref(),
+        )?),
+        None => None,
+    };
+    let device = device();
+    let weights = GgufWeights::new(file, &config);
+    let llama = Llama::load(&config, &weights, &device)?;
+    Ok(Engine {
+        generation_defaults: GenerationConfig {
+            eos_token_ids: config.eos_token_ids.clone(),
+            ..Default::default()
+        },
+        llama,
+        tokenizer,
+        chat_template,
+        source: path.display().to_string(),
+        device,
+    })
+}
+
+/// Loads a Hugging Face model folder (`config.json`, safetensors, `tokenizer.json`,
+/// optional `tokenizer_config.json` and `generation_config.json`).
+pub fn load_folder(dir: &Path) -> Result<Engine> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(ModelError::Resolve(format!(
+            "{}: not a model folder (no config.json)",
+            dir.display()
+        )));
+    }
+    let config = LlamaConfig::from_json_file(&config_path)?;
+    let tokenizer_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
+    let special = |key: &str| -> Option<String> {
+        match tokenizer_config.as_ref()?.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+            _ => None,
+        }
+    };
+    let tokenizer_path = dir.join("tokenizer.json");
+    if !tokenizer_path.exists() {
+        return Err(ModelError::Resolve(format!(
+            "{}: no tokenizer.json",
+            dir.display()
+        )));
+    }
+    let tokenizer =
+        Tokenizer::from_file(&tokenizer_path, special("bos_token"), special("eos_token"))?;
+    let template_source = tokenizer_config
+        .as_ref()
+        .and_then(|c| c.get("chat_template"))
+        .and_then(|t| match t {
+            Value::String(s) => Some(s.clone()),
+            // A list of named templates: the `default` one.
+            Value::Array(list) => list
+                .iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|e| e.get("template")?.as_str().map(str::to_string)),
+            _ => None,
+        })
+        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
+    let chat_template = template_source
+        .map(|s| {
+            ChatTemplate::new(
+                &s,
+                tokenizer.bos_token.as_deref(),
+                tokenizer.eos_token.as_deref(),
+            )
+        })
+        .transpose()?;
+    let generation = read_json_opt(&dir.join("generation_config.json"))?;
+    let eos_token_ids = generation
+        .as_ref()
+        .and_then(|g| g.get("eos_token_id"))
+        .map(|v| match v {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_u64().map(|i| i as u32))
+                .collect(),
+            other => other.as_u64().map(|i| i as u32).into_iter().collect(),
+        })
+        .filter(|ids: &Vec<u32>| !ids.is_empty())
+        .unwrap_or_else(|| config.eos_token_ids.clone());
+    let device = device();
+    let weights = SafetensorsWeights::open_folder(dir)?;
+    let llama = Llama::load(&config, &weights, &device)?;
+    Ok(Engine {
+        llama,
+        tokenizer,
+        chat_template,
+        generation_defaults: GenerationConfig {
+            eos_token_ids,
+            ..Default::default()
+        },
+        source: dir.display().to_string(),
+        device,
+    })
+}
+
+fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ModelError::format(path, format!("invalid JSON: {e}")))
+}

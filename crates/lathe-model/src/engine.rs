@@ -65,7 +65,7 @@ impl Engine {
 
     /// Logits `[t][v]` at every position of `ids` (one forward pass, no cache kept).
     pub fn logits(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
-        self.check_context(ids.len())?;
+        self.check_prompt(ids)?;
         let mut cache = KvCache::default();
         let hidden = self.step(&[ids.to_vec()], &[0], &mut cache);
         let logits = self.llama.logits(hidden);
@@ -74,8 +74,14 @@ impl Engine {
         Ok(flat.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 
-    fn check_context(&self, tokens: usize) -> Result<()> {
-        let context = self.config().max_position_embeddings;
+    fn check_prompt(&self, ids: &[u32]) -> Result<()> {
+        let vocab = self.config().vocab_size;
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::Tokenizer(format!(
+                "token id {bad} is outside the model's vocabulary of {vocab}"
+            )));
+        }
+        let (tokens, context) = (ids.len(), self.config().max_position_embeddings);
         if tokens > context {
             return Err(ModelError::ContextOverflow { tokens, context });
         }
@@ -141,7 +147,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         for p in prompts {
-            self.check_context(p.len())?;
+            self.check_prompt(p)?;
         }
         if config.num_beams > 1 {
             if prompts.len() != 1 {
@@ -159,10 +165,11 @@ impl Engine {
             return Ok(vec![out]);
         }
         let eos = self.eos_ids(config);
-        let pad_id = self
-            .config()
-            .pad_token_id
-            .or(eos.first().copied())
+        let vocab = self.config().vocab_size as u32;
+        let pad_id = [self.config().pad_token_id, eos.first().copied()]
+            .into_iter()
+            .flatten()
+            .find(|&id| id < vocab)
             .unwrap_or(0);
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
@@ -268,7 +275,11 @@ impl Engine {
                     break;
                 }
             }
-            let best_running = next[0].2 / (next[0].1.len() as f64);
+            let Some(best) = next.first() else {
+                beams.clear();
+                break;
+            };
+            let best_running = best.2 / best.1.len() as f64;
             finished.sort_by(|x, y| y.1.total_cmp(&x.1));
             finished.truncate(width);
             if finished.len() == width && finished[width - 1].1 >= best_running {

@@ -275,7 +275,10 @@ impl<'a> Cursor<'a> {
         if n.saturating_mul(min_item_bytes as u64) > left {
             return Err(ModelError::format(
                 self.path,
-                format!("{what} {n} at byte {} cannot fit in the file", self.pos - 8),
+                format!(
+                    "{what} {n} at byte {} cannot fit in the file: it is truncated or corrupt",
+                    self.pos - 8
+                ),
             ));
         }
         Ok(n as usize)

@@ -1,0 +1,243 @@
+//! A tiny random Llama saved by the test as a Hugging Face folder and as GGUF:
+//! both sources must agree, and generation must be consistent with the forward pass.
+
+mod common;
+
+use common::{StDtype, CONTEXT};
+use lathe_model::loader::{load_folder, load_gguf};
+use lathe_model::{ChatMessage, Engine, GenerationConfig};
+
+fn folder(tie: bool, dtype: StDtype, shards: usize) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_hf_folder(dir.path(), tie, 7, dtype, shards);
+    let engine = load_folder(dir.path()).unwrap();
+    (dir, engine)
+}
+
+fn gguf(tie: bool) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    common::write_gguf(&path, tie, 7);
+    let engine = load_gguf(&path).unwrap();
+    (dir, engine)
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+const TEXT: &str = "the cat sat in the hat, then ate 42 apples";
+
+fn greedy(n: usize) -> GenerationConfig {
+    GenerationConfig {
+        max_new_tokens: n,
+        eos_token_ids: vec![u32::MAX],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn hf_folder_and_gguf_give_identical_logits() {
+    for tie in [false, true] {
+        let (_a, hf) = folder(tie, StDtype::F32, 1);
+        let (_b, gg) = gguf(tie);
+        let ids = hf.tokenizer.encode(TEXT, true).unwrap();
+        assert_eq!(
+            ids,
+            gg.tokenizer.encode(TEXT, true).unwrap(),
+            "tokenizers agree"
+        );
+        assert!(ids.len() > 10);
+        let (x, y) = (hf.logits(&ids).unwrap(), gg.logits(&ids).unwrap());
+        assert_eq!(x[0].len(), common::vocab().tokens.len());
+        assert_eq!(max_diff(&x, &y), 0.0, "tie_word_embeddings={tie}");
+        let messages = [ChatMessage::new("user", "hi")];
+        assert_eq!(
+            hf.apply_chat_template(&messages, true).unwrap(),
+            gg.apply_chat_template(&messages, true).unwrap()
+        );
+    }
+}
+
+#[test]
+fn sharded_and_half_precision_checkpoints_load() {
+    let (_a, f32_engine) = folder(false, StDtype::F32, 1);
+    let (_b, sharded) = folder(false, StDtype::F32, 3);
+    let ids = f32_engine.tokenizer.encode(TEXT, true).unwrap();
+    let reference = f32_engine.logits(&ids).unwrap();
+    assert_eq!(max_diff(&reference, &sharded.logits(&ids).unwrap()), 0.0);
+    for (dtype, tolerance) in [(StDtype::F16, 0.05), (StDtype::BF16, 0.3)] {
+        let (_c, half) = folder(false, dtype, 1);
+        let diff = max_diff(&reference, &half.logits(&ids).unwrap());
+        assert!(diff > 0.0 && diff < tolerance, "difference {diff}");
+    }
+}
+
+#[test]
+fn cached_decoding_matches_the_full_forward_pass() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = engine.tokenizer.encode(TEXT, true).unwrap();
+    let out = engine
+        .generate(std::slice::from_ref(&prompt), &greedy(12), &mut |_, _| true)
+        .unwrap();
+    assert_eq!(out[0].tokens.len(), 12);
+    let mut full = prompt.clone();
+    full.extend(&out[0].tokens);
+    let logits = engine.logits(&full).unwrap();
+    for (i, token) in out[0].tokens.iter().enumerate() {
+        let row = &logits[prompt.len() - 1 + i];
+        assert_eq!(lathe_model::sampling::argmax(row), *token, "step {i}");
+    }
+}
+
+#[test]
+fn left_padded_batches_generate_what_single_prompts_do() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompts: Vec<Vec<u32>> = ["the hat", "in the cat sat on 7 mats, then", "a"]
+        .iter()
+        .map(|p| engine.tokenizer.encode(p, true).unwrap())
+        .collect();
+    let batch = engine
+        .generate(&prompts, &greedy(8), &mut |_, _| true)
+        .unwrap();
+    for (prompt, batched) in prompts.iter().zip(&batch) {
+        let single = engine
+            .generate(std::slice::from_ref(prompt), &greedy(8), &mut |_, _| true)
+            .unwrap();
+        assert_eq!(batched, &single[0]);
+    }
+}
+
+#[test]
+fn eos_min_tokens_and_streaming_callbacks() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = engine.tokenizer.encode(TEXT, true).unwrap();
+    let first = engine
+        .generate(std::slice::from_ref(&prompt), &greedy(3), &mut |_, _| true)
+        .unwrap();
+    // Make the model's own third greedy token the EOS: generation ends before it.
+    let eos = first[0].tokens[2];
+    let config = GenerationConfig {
+        eos_token_ids: vec![eos],
+        ..greedy(10)
+    };
+    let mut streamed = Vec::new();
+    let out = engine
+        .generate(std::slice::from_ref(&prompt), &config, &mut |row, id| {
+            streamed.push((row, id));
+            true
+        })
+        .unwrap();
+    assert!(out[0].hit_eos);
+    assert_eq!(out[0].tokens, first[0].tokens[..2]);
+    assert_eq!(
+        streamed,
+        vec![(0, first[0].tokens[0]), (0, first[0].tokens[1])]
+    );
+    let at_least = GenerationConfig {
+        min_new_tokens: 5,
+        ..config
+    };
+    let out = engine
+        .generate(std::slice::from_ref(&prompt), &at_least, &mut |_, _| true)
+        .unwrap();
+    assert!(out[0].tokens.len() >= 5 && !out[0].tokens[..5].contains(&eos));
+}
+
+#[test]
+fn sampling_is_seeded_and_top_k_one_is_greedy() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = vec![engine.tokenizer.encode(TEXT, true).unwrap()];
+    let sample = |seed: u64, top_k: usize| {
+        let config = GenerationConfig {
+            temperature: 1.5,
+            top_k,
+            seed,
+            ..greedy(16)
+        };
+        engine.generate(&prompt, &config, &mut |_, _| true).unwrap()[0]
+            .tokens
+            .clone()
+    };
+    assert_eq!(sample(1, 0), sample(1, 0));
+    assert_ne!(sample(1, 0), sample(2, 0));
+    let greedy_tokens = engine
+        .generate(&prompt, &greedy(16), &mut |_, _| true)
+        .unwrap()[0]
+        .tokens
+        .clone();
+    assert_eq!(sample(3, 1), greedy_tokens);
+}
+
+/// Sum of log-probabilities of `continuation` after `prompt`, from one forward pass.
+fn log_prob(engine: &Engine, prompt: &[u32], continuation: &[u32]) -> f64 {
+    let mut full = prompt.to_vec();
+    full.extend(continuation);
+    let logits = engine.logits(&full).unwrap();
+    continuation
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            lathe_model::sampling::log_softmax(&logits[prompt.len() - 1 + i])[*t as usize]
+        })
+        .sum()
+}
+
+#[test]
+fn beam_search_finds_a_likelier_sequence_than_greedy() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = engine.tokenizer.encode("the", true).unwrap();
+    let greedy_out = engine
+        .generate(std::slice::from_ref(&prompt), &greedy(6), &mut |_, _| true)
+        .unwrap();
+    let beam = GenerationConfig {
+        num_beams: 4,
+        ..greedy(6)
+    };
+    let beam_out = engine
+        .generate(std::slice::from_ref(&prompt), &beam, &mut |_, _| true)
+        .unwrap();
+    assert_eq!(beam_out[0].tokens.len(), 6);
+    let (g, b) = (
+        log_prob(&engine, &prompt, &greedy_out[0].tokens),
+        log_prob(&engine, &prompt, &beam_out[0].tokens),
+    );
+    assert!(b >= g - 1e-4, "beam log-prob {b} < greedy {g}");
+}
+
+#[test]
+fn stop_strings_cut_the_text() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let full = engine
+        .generate_text(TEXT, true, &greedy(20), &mut |_| {})
+        .unwrap();
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() > 6, "{full:?}");
+    let stop: String = chars[4..6].iter().collect();
+    let cut = full.find(&stop).unwrap();
+    let config = GenerationConfig {
+        stop_strings: vec![stop.clone()],
+        ..greedy(20)
+    };
+    let mut streamed = String::new();
+    let text = engine
+        .generate_text(TEXT, true, &config, &mut |piece| streamed.push_str(piece))
+        .unwrap();
+    assert_eq!(text, full[..cut]);
+    assert_eq!(streamed, text);
+}
+
+#[test]
+fn generation_stops_at_the_context_window() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = vec![5u32; CONTEXT - 3];
+    let out = engine
+        .generate(&[prompt], &greedy(50), &mut |_, _| true)
+        .unwrap();
+    assert_eq!(out[0].tokens.len(), 3);
+}

@@ -4,7 +4,8 @@
 # batch 1) and peak RSS, with THREADS threads (default 2).
 #
 # llama.cpp comes from PyPI's llama-cpp-python, built from source once into
-# $LATHE_HOME/bench-venv (several minutes the first time). Not part of CI.
+# $LATHE_HOME/bench-venv (several minutes the first time; LLAMA_AVX512=OFF builds it
+# without AVX-512). Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,10 @@ echo "$lathe_json"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
     echo "building llama-cpp-python into $venv ..." >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet llama-cpp-python numpy
+    # GGML_NATIVE would also enable AMX on CPUs that advertise it; where the kernel does
+    # not grant AMX state that dies with SIGILL, so the SIMD levels are set explicitly.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=${LLAMA_AVX512:-ON}" \
+        "$venv/bin/pip" install --quiet --no-cache-dir --force-reinstall llama-cpp-python numpy
 fi
 cmd=("$venv/bin/python" bench/llama_cpp_generate.py "$model" "$prompt_tokens" "$new_tokens" "$threads")
 echo "\$ ${cmd[*]}"

@@ -388,3 +388,110 @@ impl Fields<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<LlamaConfig> {
+        LlamaConfig::from_json(&json, Path::new("config.json"))
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "vocab_size": 128256, "hidden_size": 2048,
+            "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+            "max_position_embeddings": 131072, "tie_word_embeddings": true,
+            "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009],
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        })
+    }
+
+    /// transformers' `ROPE_INIT_FUNCTIONS["llama3"]` for Llama 3.2 1B (head_dim 64).
+    const LLAMA3_INV_FREQ: [f64; 32] = [
+        1.0,
+        0.663601279258728,
+        0.44036662578582764,
+        0.2922278344631195,
+        0.193922758102417,
+        0.12868738174438477,
+        0.08539710193872452,
+        0.05666961893439293,
+        0.03760603070259094,
+        0.02495540864765644,
+        0.016560440883040428,
+        0.010989529080688953,
+        0.00729266507551074,
+        0.00483942124992609,
+        0.0032114461064338684,
+        0.0013718936825171113,
+        0.0005248460220173001,
+        0.0001785077911335975,
+        7.784655463183299e-05,
+        5.165906986803748e-05,
+        3.428102354519069e-05,
+        2.2748929040972143e-05,
+        1.5096217794052791e-05,
+        1.0017868589784484e-05,
+        6.647869668086059e-06,
+        4.411534519022098e-06,
+        2.927499735960737e-06,
+        1.9426925064180978e-06,
+        1.289173155782919e-06,
+        8.554969213037111e-07,
+        5.677088097399974e-07,
+        3.76732259610435e-07,
+    ];
+
+    #[test]
+    fn llama3_config_and_rope_scaling_match_transformers() {
+        let c = parse(base()).unwrap();
+        assert_eq!((c.head_dim, c.num_key_value_heads), (64, 8));
+        assert_eq!(c.eos_token_ids, vec![128001, 128008, 128009]);
+        assert!(c.tie_word_embeddings && !c.qkv_bias);
+        for (got, want) in c.rope_inv_freq().iter().zip(LLAMA3_INV_FREQ) {
+            assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn linear_scaling_v5_rope_parameters_and_qwen2_biases() {
+        let mut j = base();
+        j["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 4.0});
+        j["rope_theta"] = serde_json::json!(10000.0);
+        let inv = parse(j).unwrap().rope_inv_freq();
+        // transformers' ROPE_INIT_FUNCTIONS["linear"], head_dim 64, θ 10000, factor 4.
+        for (got, want) in inv
+            .iter()
+            .zip([0.25, 0.18747355043888092, 0.14058533310890198])
+        {
+            assert!((got - want).abs() < 1e-7, "{got} vs {want}");
+        }
+        let mut j = base();
+        j.as_object_mut().unwrap().remove("rope_theta");
+        j.as_object_mut().unwrap().remove("rope_scaling");
+        j["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e6});
+        j["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
+        let c = parse(j).unwrap();
+        assert_eq!(c.rope_theta, 1e6);
+        assert!(c.rope_scaling.is_none() && c.qkv_bias && !c.o_bias);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut j = base();
+        j["num_key_value_heads"] = serde_json::json!(5);
+        assert!(parse(j)
+            .unwrap_err()
+            .to_string()
+            .contains("num_key_value_heads 5"));
+        let mut j = base();
+        j["hidden_size"] = serde_json::json!("wide");
+        assert!(parse(j).unwrap_err().to_string().contains("`hidden_size`"));
+        let mut j = base();
+        j["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 2.0});
+        assert!(parse(j).unwrap_err().to_string().contains("yarn"));
+    }
+}

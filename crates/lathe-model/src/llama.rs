@@ -21,8 +21,8 @@ pub struct Llama {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    /// `None` when tied to the embeddings.
-    lm_head: Option<Linear>,
+    /// Output head; a copy of the embeddings when they are tied.
+    lm_head: Linear,
     #[module(skip)]
     config: LlamaConfig,
 }
@@ -100,7 +100,17 @@ impl Llama {
         let loader = Loader { source, device };
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
-        let embed = loader.get("model.embed_tokens.weight", &[config.vocab_size, d])?;
+        let embed = loader.host("model.embed_tokens.weight", &[config.vocab_size, d])?;
+        // A tied head keeps its own transposed copy of the embeddings (see `linear`).
+        let lm_head = if config.tie_word_embeddings {
+            loader.linear_from_host(embed.clone(), None)
+        } else {
+            loader.linear("lm_head", config.vocab_size, d, false)?
+        };
+        let embed = Tensor::from_data(
+            TensorData::new(embed.values, [config.vocab_size, d]),
+            device,
+        );
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = |n: &str| format!("model.layers.{i}.{n}");
@@ -129,11 +139,6 @@ impl Llama {
                 },
             });
         }
-        let lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(loader.linear("lm_head", config.vocab_size, d, false)?)
-        };
         Ok(Self {
             embed_tokens: Embedding {
                 weight: Param::from_tensor(embed),
@@ -170,10 +175,7 @@ impl Llama {
 
     /// Output logits `[b, t, v]` for hidden states `[b, t, d]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
-        }
+        self.lm_head.forward(hidden)
     }
 
     /// RoPE tables for `positions` (`b` rows of `t` positions each), on `device`.
@@ -298,10 +300,11 @@ impl Loader<'_> {
         ))
     }
 
-    /// A linear layer from a PyTorch `[out, in]` weight, kept in that layout and used
-    /// through a transposed view (`[in, out]`, as burn's `Linear` expects).
+    /// A linear layer from a PyTorch `[out, in]` weight, stored transposed as
+    /// `[in, out]`: burn's `Linear` multiplies by it directly, and flex copies a
+    /// transposed view to contiguous memory on every small matmul.
     fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let weight: Tensor<2> = self.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let weight = self.host(&format!("{prefix}.weight"), &[out, inp])?;
         let bias = if bias {
             Some(Param::from_tensor(
                 self.get(&format!("{prefix}.bias"), &[out])?,
@@ -309,10 +312,19 @@ impl Loader<'_> {
         } else {
             None
         };
-        Ok(Linear {
-            weight: Param::from_tensor(weight.transpose()),
+        Ok(self.linear_from_host(weight, bias))
+    }
+
+    fn linear_from_host(&self, weight: HostTensor, bias: Option<Param<Tensor<1>>>) -> Linear {
+        let (out, inp) = (weight.shape[0], weight.shape[1]);
+        let transposed = transpose(&weight.values, out, inp);
+        Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(transposed, [inp, out]),
+                self.device,
+            )),
             bias,
-        })
+        }
     }
 
     fn rms_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<RmsNorm> {
@@ -321,4 +333,20 @@ impl Loader<'_> {
             epsilon: eps,
         })
     }
+}
+
+/// `[rows, cols]` row-major → `[cols, rows]` row-major, in cache-sized tiles.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0f32; values.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
 }

@@ -241,3 +241,24 @@ fn generation_stops_at_the_context_window() {
         .unwrap();
     assert_eq!(out[0].tokens.len(), 3);
 }
+
+#[test]
+fn attention_biases_load_from_both_sources() {
+    use common::Arch;
+    for arch in [Arch::LlamaBias, Arch::Qwen2] {
+        let dir = tempfile::tempdir().unwrap();
+        common::write_hf_folder_arch(dir.path(), false, 11, StDtype::F32, 1, arch);
+        let gguf_path = dir.path().join("tiny.gguf");
+        common::write_gguf_arch(&gguf_path, false, 11, arch);
+        let (hf, gg) = (
+            load_folder(dir.path()).unwrap(),
+            load_gguf(&gguf_path).unwrap(),
+        );
+        assert!(hf.config().qkv_bias && gg.config().qkv_bias, "{arch:?}");
+        assert_eq!(hf.config().o_bias, arch == Arch::LlamaBias, "{arch:?}");
+        assert_eq!(gg.config().o_bias, arch == Arch::LlamaBias, "{arch:?}");
+        let ids = hf.tokenizer.encode(TEXT, true).unwrap();
+        let (x, y) = (hf.logits(&ids).unwrap(), gg.logits(&ids).unwrap());
+        assert_eq!(max_diff(&x, &y), 0.0, "{arch:?}");
+    }
+}

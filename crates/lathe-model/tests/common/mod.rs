@@ -21,6 +21,17 @@ pub const CONTEXT: usize = 128;
 
 pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Which flavour of the family the tiny model is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Arch {
+    /// Llama without biases.
+    Llama,
+    /// Llama with `attention_bias`: q, k, v and o projections have biases.
+    LlamaBias,
+    /// Qwen2: q, k, v biases; GGUF `qwen2` stores q/k unpermuted.
+    Qwen2,
+}
+
 /// GPT-2's byte → printable character map.
 fn byte_chars() -> Vec<char> {
     let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
@@ -79,6 +90,7 @@ pub fn weights(
     vocab_size: usize,
     tie: bool,
     seed: u64,
+    arch: Arch,
 ) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut w = BTreeMap::new();
@@ -101,6 +113,24 @@ pub fn weights(
     }
     for i in 0..LAYERS {
         let p = |n: &str| format!("model.layers.{i}.{n}");
+        if arch != Arch::Llama {
+            add(p("self_attn.q_proj.bias"), vec![HEADS * HEAD_DIM], 0.5, 0.0);
+            add(
+                p("self_attn.k_proj.bias"),
+                vec![KV_HEADS * HEAD_DIM],
+                0.5,
+                0.0,
+            );
+            add(
+                p("self_attn.v_proj.bias"),
+                vec![KV_HEADS * HEAD_DIM],
+                0.5,
+                0.0,
+            );
+        }
+        if arch == Arch::LlamaBias {
+            add(p("self_attn.o_proj.bias"), vec![HIDDEN], 0.5, 0.0);
+        }
         add(p("input_layernorm.weight"), vec![HIDDEN], 0.2, 1.0);
         add(p("post_attention_layernorm.weight"), vec![HIDDEN], 0.2, 1.0);
         add(
@@ -150,8 +180,13 @@ pub fn weights(
 }
 
 pub fn config_json(vocab_size: usize, tie: bool) -> serde_json::Value {
+    config_json_arch(vocab_size, tie, Arch::Llama)
+}
+
+pub fn config_json_arch(vocab_size: usize, tie: bool, arch: Arch) -> serde_json::Value {
     json!({
-        "architectures": ["LlamaForCausalLM"],
+        "architectures": [if arch == Arch::Qwen2 { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "attention_bias": arch == Arch::LlamaBias,
         "model_type": "llama",
         "vocab_size": vocab_size,
         "hidden_size": HIDDEN,
@@ -214,9 +249,23 @@ pub enum StDtype {
 /// Writes a Hugging Face folder: config, tokenizer files, weights (one file, or
 /// `shards` files with an index).
 pub fn write_hf_folder(dir: &Path, tie: bool, seed: u64, dtype: StDtype, shards: usize) {
+    write_hf_folder_arch(dir, tie, seed, dtype, shards, Arch::Llama)
+}
+
+pub fn write_hf_folder_arch(
+    dir: &Path,
+    tie: bool,
+    seed: u64,
+    dtype: StDtype,
+    shards: usize,
+    arch: Arch,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let v = vocab();
-    write_json(&dir.join("config.json"), &config_json(v.tokens.len(), tie));
+    write_json(
+        &dir.join("config.json"),
+        &config_json_arch(v.tokens.len(), tie, arch),
+    );
     write_json(&dir.join("tokenizer.json"), &tokenizer_json(&v));
     write_json(
         &dir.join("tokenizer_config.json"),
@@ -226,7 +275,7 @@ pub fn write_hf_folder(dir: &Path, tie: bool, seed: u64, dtype: StDtype, shards:
         &dir.join("generation_config.json"),
         &json!({"eos_token_id": [eos_id()]}),
     );
-    let w = weights(v.tokens.len(), tie, seed);
+    let w = weights(v.tokens.len(), tie, seed, arch);
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = w
         .iter()
         .map(|(name, (shape, values))| {
@@ -279,19 +328,30 @@ pub fn write_hf_folder(dir: &Path, tie: bool, seed: u64, dtype: StDtype, shards:
 
 /// Writes the same model as a GGUF file, q/k rows permuted as llama.cpp stores them.
 pub fn write_gguf(path: &Path, tie: bool, seed: u64) {
+    write_gguf_arch(path, tie, seed, Arch::Llama)
+}
+
+/// As [`write_gguf`]; `qwen2` files keep q/k rows in Hugging Face order.
+pub fn write_gguf_arch(path: &Path, tie: bool, seed: u64, arch: Arch) {
+    let name = if arch == Arch::Qwen2 {
+        "qwen2"
+    } else {
+        "llama"
+    };
+    let key = |k: &str| format!("{name}.{k}");
     let v = vocab();
     let n = v.tokens.len();
     let mut g = GgufWriter::new();
     let u32v = |x: usize| MetaValue::U32(x as u32);
-    g.meta("general.architecture", MetaValue::String("llama".into()))
-        .meta("llama.context_length", u32v(CONTEXT))
-        .meta("llama.embedding_length", u32v(HIDDEN))
-        .meta("llama.block_count", u32v(LAYERS))
-        .meta("llama.feed_forward_length", u32v(INTERMEDIATE))
-        .meta("llama.attention.head_count", u32v(HEADS))
-        .meta("llama.attention.head_count_kv", u32v(KV_HEADS))
-        .meta("llama.rope.dimension_count", u32v(HEAD_DIM))
-        .meta("llama.rope.freq_base", MetaValue::F32(10000.0))
+    g.meta("general.architecture", MetaValue::String(name.into()))
+        .meta(&key("context_length"), u32v(CONTEXT))
+        .meta(&key("embedding_length"), u32v(HIDDEN))
+        .meta(&key("block_count"), u32v(LAYERS))
+        .meta(&key("feed_forward_length"), u32v(INTERMEDIATE))
+        .meta(&key("attention.head_count"), u32v(HEADS))
+        .meta(&key("attention.head_count_kv"), u32v(KV_HEADS))
+        .meta(&key("rope.dimension_count"), u32v(HEAD_DIM))
+        .meta(&key("rope.freq_base"), MetaValue::F32(10000.0))
         .meta(
             "llama.attention.layer_norm_rms_epsilon",
             MetaValue::F32(1e-5),
@@ -327,11 +387,14 @@ pub fn write_gguf(path: &Path, tie: bool, seed: u64) {
         .meta("tokenizer.ggml.eos_token_id", u32v(n - 1))
         .meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(false))
         .meta("tokenizer.chat_template", MetaValue::String(CHATML.into()));
-    for (name, (shape, values)) in weights(n, tie, seed) {
-        let values = if name.contains("q_proj") {
-            rope_rows_hf_to_gguf(&values, HEADS, shape[0], shape[1])
+    for (name, (shape, values)) in weights(n, tie, seed, arch) {
+        let cols = shape.get(1).copied().unwrap_or(1);
+        let values = if arch == Arch::Qwen2 {
+            values
+        } else if name.contains("q_proj") {
+            rope_rows_hf_to_gguf(&values, HEADS, shape[0], cols)
         } else if name.contains("k_proj") {
-            rope_rows_hf_to_gguf(&values, KV_HEADS, shape[0], shape[1])
+            rope_rows_hf_to_gguf(&values, KV_HEADS, shape[0], cols)
         } else {
             values
         };

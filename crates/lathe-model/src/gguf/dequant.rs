@@ -97,16 +97,23 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// Scale and min of the two 32-value sub-blocks that 64-value chunk `chunk` holds.
+fn sub_block_scales(chunk: usize, scales: &[u8], d: f32, min: f32) -> ((f32, f32), (f32, f32)) {
+    let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+    let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+    (
+        (d * sc1 as f32, min * m1 as f32),
+        (d * sc2 as f32, min * m2 as f32),
+    )
+}
+
 /// `{d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128]}`: 8 sub-blocks of 32.
 fn q4_k(b: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(b, 0), f16_at(b, 2));
     let scales = &b[4..16];
     let qs = &b[16..144];
     for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+        let ((d1, m1), (d2, m2)) = sub_block_scales(chunk, scales, d, min);
         for l in 0..32 {
             y[l] = d1 * (q[l] & 0x0F) as f32 - m1;
             y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
@@ -121,10 +128,7 @@ fn q5_k(b: &[u8], y: &mut [f32]) {
     let qh = &b[16..48];
     let qs = &b[48..176];
     for (chunk, (ql, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+        let ((d1, m1), (d2, m2)) = sub_block_scales(chunk, scales, d, min);
         let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
         for l in 0..32 {
             let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };

@@ -100,6 +100,10 @@ impl Tokenizer {
                 })
             }
             "llama" => {
+                let add_space_prefix = gguf
+                    .meta("tokenizer.ggml.add_space_prefix")
+                    .and_then(MetaValue::as_bool)
+                    .unwrap_or(true);
                 let scores: Vec<f64> = match gguf.meta("tokenizer.ggml.scores") {
                     Some(MetaValue::Array(items)) => {
                         items.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect()
@@ -112,14 +116,9 @@ impl Tokenizer {
                     }
                 };
                 json!({
-                    "normalizer": {"type": "Sequence", "normalizers": [
-                        {"type": "Prepend", "prepend": "\u{2581}"},
-                        {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}]},
+                    "normalizer": {"type": "Sequence", "normalizers": spm_normalizers(add_space_prefix)},
                     "pre_tokenizer": null,
-                    "decoder": {"type": "Sequence", "decoders": [
-                        {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
-                        {"type": "ByteFallback"}, {"type": "Fuse"},
-                        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+                    "decoder": {"type": "Sequence", "decoders": spm_decoders(add_space_prefix)},
                     "model": {"type": "BPE", "dropout": null, "unk_token": unk.as_ref().map(|u| u.1.clone()),
                               "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
                               "byte_fallback": true, "ignore_merges": false, "vocab": vocab,
@@ -185,6 +184,31 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+}
+
+/// SentencePiece's normalization: spaces become `▁`, and a `▁` starts the text unless
+/// the model was trained without that prefix.
+fn spm_normalizers(add_space_prefix: bool) -> Vec<Value> {
+    let prepend = json!({"type": "Prepend", "prepend": "\u{2581}"});
+    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    if add_space_prefix {
+        vec![prepend, replace]
+    } else {
+        vec![replace]
+    }
+}
+
+/// The inverse of [`spm_normalizers`], with byte-fallback tokens turned back into text.
+fn spm_decoders(add_space_prefix: bool) -> Vec<Value> {
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if add_space_prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    decoders
 }
 
 fn gpt2_pre_tokenizer(pre: &str) -> Option<Value> {

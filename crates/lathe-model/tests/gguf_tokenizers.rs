@@ -4,7 +4,7 @@
 use lathe_model::gguf::{GgufFile, GgufWriter, MetaValue};
 use lathe_model::Tokenizer;
 
-fn spm_gguf(dir: &std::path::Path) -> std::path::PathBuf {
+fn spm_gguf(dir: &std::path::Path, add_space_prefix: bool) -> std::path::PathBuf {
     let mut tokens: Vec<(String, f32, i32)> = vec![
         ("<unk>".into(), 0.0, 2),
         ("<s>".into(), 0.0, 3),
@@ -51,7 +51,11 @@ fn spm_gguf(dir: &std::path::Path) -> std::path::PathBuf {
         .meta("tokenizer.ggml.bos_token_id", MetaValue::U32(1))
         .meta("tokenizer.ggml.eos_token_id", MetaValue::U32(2))
         .meta("tokenizer.ggml.unknown_token_id", MetaValue::U32(0))
-        .meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(true));
+        .meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(true))
+        .meta(
+            "tokenizer.ggml.add_space_prefix",
+            MetaValue::Bool(add_space_prefix),
+        );
     let path = dir.join("spm.gguf");
     g.write(&path).unwrap();
     path
@@ -60,7 +64,7 @@ fn spm_gguf(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn sentencepiece_vocabulary_from_gguf() {
     let dir = tempfile::tempdir().unwrap();
-    let file = GgufFile::open(&spm_gguf(dir.path())).unwrap();
+    let file = GgufFile::open(&spm_gguf(dir.path(), true)).unwrap();
     let t = Tokenizer::from_gguf(&file).unwrap();
     let id = |s: &str| t.token_to_id(s).unwrap();
     assert_eq!(t.bos_token.as_deref(), Some("<s>"));
@@ -74,4 +78,16 @@ fn sentencepiece_vocabulary_from_gguf() {
     );
     let ids = t.encode("hello wé", true).unwrap();
     assert_eq!(t.decode(&ids, true).unwrap(), "hello wé");
+}
+
+#[test]
+fn sentencepiece_without_a_space_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = GgufFile::open(&spm_gguf(dir.path(), false)).unwrap();
+    let t = Tokenizer::from_gguf(&file).unwrap();
+    let id = |s: &str| t.token_to_id(s).unwrap();
+    let ids = t.encode("hello world", false).unwrap();
+    assert_eq!(ids[..3], [id("h"), id("e"), id("llo")]);
+    assert_eq!(ids[3], id("▁w"));
+    assert_eq!(t.decode(&ids, true).unwrap(), "hello world");
 }

@@ -21,13 +21,19 @@ def main(model: str, prompt_tokens: int, new_tokens: int, threads: int) -> None:
     load_s = time.perf_counter() - start
     prompt = llm.tokenize(TEXT.encode(), add_bos=False, special=False)[:prompt_tokens]
 
+    def last_logits():
+        # Without logits_all, llama.cpp computes logits for the batch's last token only.
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
     start = time.perf_counter()
     llm.eval(prompt)
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    token = int(np.argmax(last_logits()))
     first = time.perf_counter()
+    generated = [token]
     for _ in range(new_tokens - 1):
         llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = int(np.argmax(last_logits()))
+        generated.append(token)
     end = time.perf_counter()
     print(json.dumps({
         "engine": "llama.cpp",
@@ -38,6 +44,8 @@ def main(model: str, prompt_tokens: int, new_tokens: int, threads: int) -> None:
         "decode_tok_s": round((new_tokens - 1) / (end - first), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }))
+    print("llama.cpp greedy text:", repr(llm.detokenize(generated[:24]).decode(errors="replace")),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ pub struct LlamaConfig {
     pub o_bias: bool,
     /// Context length.
     pub max_position_embeddings: usize,
+    /// Mistral-style sliding-window attention: a token sees at most this many
+    /// positions back (itself included).
+    pub sliding_window: Option<usize>,
     /// Beginning-of-sequence token.
     pub bos_token_id: Option<u32>,
     /// End-of-sequence tokens (several for Llama 3).
@@ -146,6 +149,11 @@ impl LlamaConfig {
             qkv_bias: attention_bias || is_qwen2,
             o_bias: attention_bias && !is_qwen2,
             max_position_embeddings: field.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+            // Qwen2 configs carry a window that applies only with `use_sliding_window`.
+            sliding_window: match (is_qwen2, field.opt_bool("use_sliding_window")?) {
+                (true, Some(true)) | (false, _) => field.opt_usize("sliding_window")?,
+                (true, _) => None,
+            },
             bos_token_id: token_ids(json.get("bos_token_id")).first().copied(),
             eos_token_ids: token_ids(json.get("eos_token_id")),
             pad_token_id: token_ids(json.get("pad_token_id")).first().copied(),
@@ -224,6 +232,7 @@ impl LlamaConfig {
             tie_word_embeddings: gguf.tensor_info("output.weight").is_none(),
             qkv_bias: gguf.tensor_info("blk.0.attn_q.bias").is_some(),
             o_bias: gguf.tensor_info("blk.0.attn_output.bias").is_some(),
+            sliding_window: None,
             max_position_embeddings: match gguf.meta(&key("context_length")) {
                 Some(_) => gguf.meta_usize(&key("context_length"))?,
                 None => 2048,

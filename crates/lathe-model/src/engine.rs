@@ -103,14 +103,18 @@ impl Engine {
             .map(|&p| (past..past + t).map(|abs| abs.saturating_sub(p)).collect())
             .collect();
         let (cos, sin) = self.llama.rope_tables(&positions, &self.device);
-        let mask = pad.iter().any(|&p| p > 0).then(|| {
-            let total = past + t;
+        let total = past + t;
+        let window = self.config().sliding_window.filter(|w| *w < total);
+        let mask = (pad.iter().any(|&p| p > 0) || window.is_some()).then(|| {
             let mut m = Vec::with_capacity(b * t * total);
             for &p in pad {
                 for q in past..past + t {
                     // A real query never sees padding; a padding query sees everything
-                    // causal, so that no row of the softmax is empty.
-                    m.extend((0..total).map(|k| k < p && q >= p));
+                    // causal, so that no row of the softmax is empty. Outside the
+                    // sliding window nothing is seen.
+                    m.extend(
+                        (0..total).map(|k| (k < p && q >= p) || window.is_some_and(|w| k + w <= q)),
+                    );
                 }
             }
             Tensor::<4, Bool>::from_data(TensorData::new(m, [b, 1, t, total]), &self.device)

@@ -262,3 +262,32 @@ fn attention_biases_load_from_both_sources() {
         assert_eq!(max_diff(&x, &y), 0.0, "{arch:?}");
     }
 }
+
+#[test]
+fn mistral_sliding_window_limits_attention() {
+    let (dir, full) = folder(false, StDtype::F32, 1);
+    let mut config = common::config_json(common::vocab().tokens.len(), false);
+    config["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+    config["sliding_window"] = serde_json::json!(6);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let windowed = load_folder(dir.path()).unwrap();
+    assert_eq!(windowed.config().sliding_window, Some(6));
+    let ids = full.tokenizer.encode(TEXT, true).unwrap();
+    // Up to the window, nothing changes; beyond it the logits differ.
+    let (a, b) = (full.logits(&ids).unwrap(), windowed.logits(&ids).unwrap());
+    assert_eq!(max_diff(&a[..6], &b[..6]), 0.0);
+    assert!(max_diff(&a[6..], &b[6..]) > 1e-3);
+    // Cached decoding honours the window as the full pass does.
+    let out = windowed
+        .generate(std::slice::from_ref(&ids), &greedy(8), &mut |_, _| true)
+        .unwrap();
+    let mut all = ids.clone();
+    all.extend(&out[0].tokens);
+    let logits = windowed.logits(&all).unwrap();
+    for (i, token) in out[0].tokens.iter().enumerate() {
+        assert_eq!(
+            lathe_model::sampling::argmax(&logits[ids.len() - 1 + i]),
+            *token
+        );
+    }
+}

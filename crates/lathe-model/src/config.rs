@@ -31,6 +31,9 @@ pub enum RopeScaling {
         /// The context length the base model was trained on.
         original_max_position_embeddings: f64,
     },
+    /// One divisor per frequency, as llama.cpp stores Llama 3.1 scaling in GGUF files
+    /// (the `rope_freqs.weight` tensor).
+    Factors(Vec<f64>),
 }
 
 /// Hyperparameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM, TinyLlama).
@@ -207,14 +210,28 @@ impl LlamaConfig {
                 None => Ok(default),
             }
         };
-        let rope_scaling = match gguf
-            .meta(&key("rope.scaling.type"))
-            .and_then(|v| v.as_str())
-        {
-            Some("linear") => Some(RopeScaling::Linear {
-                factor: meta_f64("rope.scaling.factor", 1.0)?,
-            }),
-            _ => None,
+        let rope_scaling = if gguf.tensor_info("rope_freqs.weight").is_some() {
+            let (shape, factors) = gguf.tensor_f32("rope_freqs.weight")?;
+            if shape != [head_dim / 2] {
+                return Err(ModelError::Tensor {
+                    path: path.to_path_buf(),
+                    tensor: "rope_freqs.weight".into(),
+                    message: format!("shape {shape:?}, expected [{}]", head_dim / 2),
+                });
+            }
+            Some(RopeScaling::Factors(
+                factors.into_iter().map(f64::from).collect(),
+            ))
+        } else {
+            match gguf
+                .meta(&key("rope.scaling.type"))
+                .and_then(|v| v.as_str())
+            {
+                Some("linear") => Some(RopeScaling::Linear {
+                    factor: meta_f64("rope.scaling.factor", 1.0)?,
+                }),
+                _ => None,
+            }
         };
         let token = |k: &str| gguf.meta(k).and_then(|v| v.as_u64()).map(|v| v as u32);
         let config = Self {
@@ -280,6 +297,9 @@ impl LlamaConfig {
         match &self.rope_scaling {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Factors(factors)) => {
+                base.iter().zip(factors).map(|(f, d)| f / d).collect()
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

@@ -291,3 +291,44 @@ fn mistral_sliding_window_limits_attention() {
         );
     }
 }
+
+#[test]
+fn llama3_rope_scaling_from_config_and_gguf_rope_freqs_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_hf_folder(dir.path(), false, 5, StDtype::F32, 1);
+    let mut config = common::config_json(common::vocab().tokens.len(), false);
+    config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let hf = load_folder(dir.path()).unwrap();
+    // llama.cpp writes Llama 3.1 scaling as one divisor per frequency.
+    let unscaled = lathe_model::LlamaConfig {
+        rope_scaling: None,
+        ..hf.config().clone()
+    };
+    let factors: Vec<f32> = unscaled
+        .rope_inv_freq()
+        .iter()
+        .zip(hf.config().rope_inv_freq())
+        .map(|(base, scaled)| (base / scaled) as f32)
+        .collect();
+    assert!(factors.iter().any(|f| *f == 1.0) && factors.iter().any(|f| *f == 8.0));
+    let mut writer = common::gguf_writer(false, 5, common::Arch::Llama);
+    writer.tensor(lathe_model::gguf::WriteTensor {
+        name: "rope_freqs.weight".into(),
+        shape: vec![factors.len()],
+        ty: lathe_model::gguf::GgmlType::F32,
+        values: factors,
+    });
+    let path = dir.path().join("tiny.gguf");
+    writer.write(&path).unwrap();
+    let gg = load_gguf(&path).unwrap();
+    let ids = hf.tokenizer.encode(TEXT, true).unwrap();
+    let (a, b) = (hf.logits(&ids).unwrap(), gg.logits(&ids).unwrap());
+    assert!(max_diff(&a, &b) < 1e-5, "{}", max_diff(&a, &b));
+    // Without the factors the same weights give other logits.
+    let unscaled_path = dir.path().join("unscaled.gguf");
+    common::write_gguf(&unscaled_path, false, 5);
+    let unscaled = load_gguf(&unscaled_path).unwrap();
+    assert!(max_diff(&a, &unscaled.logits(&ids).unwrap()) > 1e-3);
+}

@@ -333,6 +333,11 @@ pub fn write_gguf(path: &Path, tie: bool, seed: u64) {
 
 /// As [`write_gguf`]; `qwen2` files keep q/k rows in Hugging Face order.
 pub fn write_gguf_arch(path: &Path, tie: bool, seed: u64, arch: Arch) {
+    gguf_writer(tie, seed, arch).write(path).unwrap();
+}
+
+/// The metadata and tensors of [`write_gguf_arch`], for tests that add more.
+pub fn gguf_writer(tie: bool, seed: u64, arch: Arch) -> GgufWriter {
     let name = if arch == Arch::Qwen2 {
         "qwen2"
     } else {
@@ -405,5 +410,5 @@ pub fn write_gguf_arch(path: &Path, tie: bool, seed: u64, arch: Arch) {
             values,
         });
     }
-    g.write(path).unwrap();
+    g
 }

@@ -312,7 +312,7 @@ fn llama3_rope_scaling_from_config_and_gguf_rope_freqs_agree() {
         .zip(hf.config().rope_inv_freq())
         .map(|(base, scaled)| (base / scaled) as f32)
         .collect();
-    assert!(factors.iter().any(|f| *f == 1.0) && factors.iter().any(|f| *f == 8.0));
+    assert!(factors.contains(&1.0) && factors.contains(&8.0));
     let mut writer = common::gguf_writer(false, 5, common::Arch::Llama);
     writer.tensor(lathe_model::gguf::WriteTensor {
         name: "rope_freqs.weight".into(),

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod hub;
+pub mod linear;
 pub mod llama;
 pub mod loader;
 pub mod sampling;

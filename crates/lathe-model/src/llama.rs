@@ -5,7 +5,7 @@
 //! heads, `hd` head width, `d` model width, `v` vocabulary.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -13,6 +13,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
 use crate::weights::{HostTensor, WeightSource};
 
 /// The decoder with its output head.
@@ -101,9 +102,9 @@ impl Llama {
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
         let embed = loader.host("model.embed_tokens.weight", &[config.vocab_size, d])?;
-        // A tied head keeps its own transposed copy of the embeddings (see `linear`).
+        // A tied head keeps its own copy of the embeddings, in `Linear`'s layout.
         let lm_head = if config.tie_word_embeddings {
-            loader.linear_from_host(embed.clone(), None)
+            Linear::from_torch_layout(&embed.values, config.vocab_size, d, None, device)
         } else {
             loader.linear("lm_head", config.vocab_size, d, false)?
         };
@@ -300,31 +301,21 @@ impl Loader<'_> {
         ))
     }
 
-    /// A linear layer from a PyTorch `[out, in]` weight, stored transposed as
-    /// `[in, out]`: burn's `Linear` multiplies by it directly, and flex copies a
-    /// transposed view to contiguous memory on every small matmul.
+    /// A linear layer from a PyTorch `[out, in]` weight.
     fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
         let weight = self.host(&format!("{prefix}.weight"), &[out, inp])?;
         let bias = if bias {
-            Some(Param::from_tensor(
-                self.get(&format!("{prefix}.bias"), &[out])?,
-            ))
+            Some(self.get(&format!("{prefix}.bias"), &[out])?)
         } else {
             None
         };
-        Ok(self.linear_from_host(weight, bias))
-    }
-
-    fn linear_from_host(&self, weight: HostTensor, bias: Option<Param<Tensor<1>>>) -> Linear {
-        let (out, inp) = (weight.shape[0], weight.shape[1]);
-        let transposed = transpose(&weight.values, out, inp);
-        Linear {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(transposed, [inp, out]),
-                self.device,
-            )),
+        Ok(Linear::from_torch_layout(
+            &weight.values,
+            out,
+            inp,
             bias,
-        }
+            self.device,
+        ))
     }
 
     fn rms_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<RmsNorm> {
@@ -333,20 +324,4 @@ impl Loader<'_> {
             epsilon: eps,
         })
     }
-}
-
-/// `[rows, cols]` row-major → `[cols, rows]` row-major, in cache-sized tiles.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut out = vec![0f32; values.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = values[r * cols + c];
-                }
-            }
-        }
-    }
-    out
 }

@@ -120,23 +120,17 @@ fn stream(
     config: &GenerationConfig,
 ) -> Result<String> {
     let start = Instant::now();
-    let mut pieces = 0usize;
     let mut stdout = std::io::stdout().lock();
-    let text = engine.generate_text(prompt, add_special, config, &mut |piece| {
-        pieces += 1;
+    let generated = engine.generate_text(prompt, add_special, config, &mut |piece| {
         let _ = stdout.write_all(piece.as_bytes());
         let _ = stdout.flush();
     })?;
-    let tokens = engine
-        .tokenizer
-        .encode(&text, false)
-        .map(|t| t.len())
-        .unwrap_or(0);
     eprintln!(
-        "\n[{tokens} tokens in {:.1}s]",
+        "\n[{} tokens in {:.1}s]",
+        generated.tokens,
         start.elapsed().as_secs_f64()
     );
-    Ok(text)
+    Ok(generated.text)
 }
 
 /// Arguments of `lathe chat`.

@@ -184,31 +184,21 @@ impl LlamaConfig {
         let key = |k: &str| format!("{arch}.{k}");
         let hidden_size = gguf.meta_usize(&key("embedding_length"))?;
         let num_attention_heads = gguf.meta_usize(&key("attention.head_count"))?;
-        let num_key_value_heads = match gguf.meta(&key("attention.head_count_kv")) {
-            Some(_) => gguf.meta_usize(&key("attention.head_count_kv"))?,
-            None => num_attention_heads,
-        };
-        let head_dim = match gguf.meta(&key("rope.dimension_count")) {
-            Some(_) => gguf.meta_usize(&key("rope.dimension_count"))?,
-            None => hidden_size / num_attention_heads.max(1),
-        };
-        let vocab_size = match gguf.meta(&key("vocab_size")) {
-            Some(_) => gguf.meta_usize(&key("vocab_size"))?,
+        let num_key_value_heads = gguf
+            .meta_usize_opt(&key("attention.head_count_kv"))?
+            .unwrap_or(num_attention_heads);
+        let head_dim = gguf
+            .meta_usize_opt(&key("rope.dimension_count"))?
+            .unwrap_or(hidden_size / num_attention_heads.max(1));
+        let vocab_size = match gguf.meta_usize_opt(&key("vocab_size"))? {
+            Some(v) => v,
             None => gguf
                 .tensor_info("token_embd.weight")
                 .map(|t| t.shape()[0])
                 .ok_or_else(|| ModelError::format(path, "no token_embd.weight tensor"))?,
         };
-        // f32 metadata is widened through its decimal form so 1e-5 stays 1e-5, as
-        // transformers reads it.
         let meta_f64 = |k: &str, default: f64| -> Result<f64> {
-            match gguf.meta(&key(k)) {
-                Some(crate::gguf::MetaValue::F32(v)) => {
-                    Ok(v.to_string().parse().unwrap_or(*v as f64))
-                }
-                Some(_) => gguf.meta_f64(&key(k)),
-                None => Ok(default),
-            }
+            Ok(gguf.meta_f64_opt(&key(k))?.unwrap_or(default))
         };
         let rope_scaling = if gguf.tensor_info("rope_freqs.weight").is_some() {
             let (shape, factors) = gguf.tensor_f32("rope_freqs.weight")?;
@@ -250,10 +240,7 @@ impl LlamaConfig {
             qkv_bias: gguf.tensor_info("blk.0.attn_q.bias").is_some(),
             o_bias: gguf.tensor_info("blk.0.attn_output.bias").is_some(),
             sliding_window: None,
-            max_position_embeddings: match gguf.meta(&key("context_length")) {
-                Some(_) => gguf.meta_usize(&key("context_length"))?,
-                None => 2048,
-            },
+            max_position_embeddings: gguf.meta_usize_opt(&key("context_length"))?.unwrap_or(2048),
             bos_token_id: token("tokenizer.ggml.bos_token_id"),
             eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
             pad_token_id: token("tokenizer.ggml.padding_token_id"),

@@ -34,6 +34,15 @@ pub struct Generated {
     pub hit_eos: bool,
 }
 
+/// The text generated for a prompt and how many tokens made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedText {
+    /// The text, cut before any stop string.
+    pub text: String,
+    /// Tokens generated (EOS excluded).
+    pub tokens: usize,
+}
+
 impl Engine {
     /// The model's hyperparameters.
     pub fn config(&self) -> &crate::LlamaConfig {
@@ -68,16 +77,13 @@ impl Engine {
         self.check_prompt(ids)?;
         let mut cache = KvCache::default();
         let hidden = self.step(&[ids.to_vec()], &[0], &mut cache);
-        let logits = self.llama.logits(hidden);
-        let vocab = logits.dims()[2];
-        let flat = read_f32(logits);
-        Ok(flat.chunks(vocab).map(<[f32]>::to_vec).collect())
+        Ok(logit_rows(self.llama.logits(hidden)))
     }
 
     fn check_prompt(&self, ids: &[u32]) -> Result<()> {
         let vocab = self.config().vocab_size;
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ModelError::Tokenizer(format!(
+            return Err(ModelError::Prompt(format!(
                 "token id {bad} is outside the model's vocabulary of {vocab}"
             )));
         }
@@ -86,9 +92,7 @@ impl Engine {
             return Err(ModelError::ContextOverflow { tokens, context });
         }
         if tokens == 0 {
-            return Err(ModelError::Tokenizer(
-                "the prompt is empty (no tokens)".into(),
-            ));
+            return Err(ModelError::Prompt("the prompt is empty (no tokens)".into()));
         }
         Ok(())
     }
@@ -130,12 +134,7 @@ impl Engine {
         let hidden = self.step(rows, pad, cache);
         let [b, t, d] = hidden.dims();
         let last = hidden.narrow(1, t - 1, 1).reshape([b, 1, d]);
-        let logits = self.llama.logits(last);
-        let vocab = logits.dims()[2];
-        read_f32(logits)
-            .chunks(vocab)
-            .map(<[f32]>::to_vec)
-            .collect()
+        logit_rows(self.llama.logits(last))
     }
 
     /// Generates for a batch of prompts (left-padded to one length). `on_token(row, id)`
@@ -327,7 +326,7 @@ impl Engine {
         add_special_tokens: bool,
         config: &GenerationConfig,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<String> {
+    ) -> Result<GeneratedText> {
         let ids = self.tokenizer.encode(prompt, add_special_tokens)?;
         let mut streamer = TextStreamer::new(&self.tokenizer, &config.stop_strings);
         let mut error = None;
@@ -346,7 +345,10 @@ impl Engine {
         }
         let rest = streamer.finish()?;
         on_text(&rest);
-        Ok(streamer.text)
+        Ok(GeneratedText {
+            tokens: streamer.ids.len(),
+            text: streamer.text,
+        })
     }
 }
 
@@ -415,7 +417,13 @@ impl<'a> TextStreamer<'a> {
     }
 }
 
-fn read_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>()
+/// Logits `[b, t, v]` as one row of `v` values per position.
+fn logit_rows(logits: Tensor<3>) -> Vec<Vec<f32>> {
+    let vocab = logits.dims()[2];
+    logits
+        .try_into_vec_as::<f32>()
         .expect("model outputs are readable f32")
+        .chunks(vocab)
+        .map(<[f32]>::to_vec)
+        .collect()
 }

@@ -50,6 +50,9 @@ pub enum ModelError {
     /// The chat template failed to parse or render.
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    /// A prompt the model cannot take: empty, or with ids outside its vocabulary.
+    #[error("prompt: {0}")]
+    Prompt(String),
     /// A prompt does not fit into the model's context window.
     #[error("the prompt has {tokens} tokens, more than the model's context of {context} tokens")]
     ContextOverflow {

@@ -8,6 +8,7 @@ use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::{ModelError, Result};
+use crate::weights::shard_files;
 
 /// Files of a model folder that are fetched when present; `config.json` is required.
 const OPTIONAL_FILES: &[&str] = &[
@@ -41,54 +42,46 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
     let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
     let cache = Cache::from_env();
-    let cached = |file: &str| cache.repo(repo.clone()).get(file);
-    let fetch = |file: &str| -> std::result::Result<PathBuf, String> {
-        if let Some(path) = cached(file) {
-            return Ok(path);
-        }
-        if offline() {
-            return Err(format!(
-                "`{file}` is not in the Hub cache at {} and HF_HUB_OFFLINE is set",
-                cache.path().display()
-            ));
-        }
+    // One client for every file; none at all when offline.
+    let api = if offline() {
+        None
+    } else {
         let token = std::env::var("HF_TOKEN").ok().or_else(|| cache.token());
         let api = ApiBuilder::from_env()
             .with_progress(false)
             .with_token(token)
             .build()
-            .map_err(|e| e.to_string())?;
-        api.repo(repo.clone()).get(file).map_err(|e| {
-            format!(
-                "`{file}` is not in the Hub cache at {} and downloading it failed: {e}",
-                cache.path().display()
-            )
-        })
+            .map_err(|e| ModelError::Resolve(format!("Hub model {spec}: {e}")))?;
+        Some(api.repo(repo.clone()))
     };
-    let config =
-        fetch("config.json").map_err(|e| ModelError::Resolve(format!("Hub model {spec}: {e}")))?;
+    let fetch = |file: &str| -> Result<PathBuf> {
+        if let Some(path) = cache.repo(repo.clone()).get(file) {
+            return Ok(path);
+        }
+        let why = match &api {
+            None => "HF_HUB_OFFLINE is set".to_string(),
+            Some(api) => match api.get(file) {
+                Ok(path) => return Ok(path),
+                Err(e) => format!("downloading it failed: {e}"),
+            },
+        };
+        Err(ModelError::Resolve(format!(
+            "Hub model {spec}: `{file}` is not in the Hub cache at {} and {why}",
+            cache.path().display()
+        )))
+    };
+    let config = fetch("config.json")?;
     for file in OPTIONAL_FILES {
         let _ = fetch(file);
     }
     match fetch("model.safetensors.index.json") {
         Ok(index) => {
-            let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ModelError::format(&index, format!("invalid JSON: {e}")))?;
-            let mut shards: Vec<&str> = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .map(|m| m.values().filter_map(|v| v.as_str()).collect())
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            for shard in shards {
-                fetch(shard).map_err(|e| ModelError::Resolve(format!("Hub model {spec}: {e}")))?;
+            for shard in shard_files(&index)? {
+                fetch(&shard)?;
             }
         }
         Err(_) => {
-            fetch("model.safetensors")
-                .map_err(|e| ModelError::Resolve(format!("Hub model {spec}: {e}")))?;
+            fetch("model.safetensors")?;
         }
     }
     Ok(config.parent().map(PathBuf::from).unwrap_or_default())

@@ -17,7 +17,7 @@ pub mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{LlamaConfig, RopeScaling};
-pub use engine::{Engine, Generated};
+pub use engine::{Engine, Generated, GeneratedText};
 pub use error::{ModelError, Result};
 pub use loader::load;
 pub use sampling::GenerationConfig;

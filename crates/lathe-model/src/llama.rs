@@ -26,6 +26,9 @@ pub struct Llama {
     lm_head: Linear,
     #[module(skip)]
     config: LlamaConfig,
+    /// RoPE inverse frequencies (scaling applied), in f32 as transformers keeps them.
+    #[module(skip)]
+    inv_freq: Vec<f32>,
 }
 
 /// One pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
@@ -148,6 +151,7 @@ impl Llama {
             norm: loader.rms_norm("model.norm", d, config.rms_norm_eps)?,
             lm_head,
             config: config.clone(),
+            inv_freq: config.rope_inv_freq().iter().map(|f| *f as f32).collect(),
         })
     }
 
@@ -181,20 +185,20 @@ impl Llama {
 
     /// RoPE tables for `positions` (`b` rows of `t` positions each), on `device`.
     pub fn rope_tables(&self, positions: &[Vec<usize>], device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let inv_freq = self.config().rope_inv_freq();
-        let half = inv_freq.len();
+        let half = self.inv_freq.len();
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
         let mut cos = Vec::with_capacity(b * t * 2 * half);
         let mut sin = Vec::with_capacity(b * t * 2 * half);
-        for row in positions {
-            for &pos in row {
-                // Angles in f32, as transformers computes them, then cos/sin of those.
-                let angles: Vec<f32> = inv_freq.iter().map(|f| pos as f32 * *f as f32).collect();
-                for _ in 0..2 {
-                    cos.extend(angles.iter().map(|a| a.cos()));
-                    sin.extend(angles.iter().map(|a| a.sin()));
-                }
+        for &pos in positions.iter().flatten() {
+            // Angles in f32, as transformers computes them; both halves of a head share them.
+            let start = cos.len();
+            for f in &self.inv_freq {
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
             }
+            cos.extend_from_within(start..);
+            sin.extend_from_within(start..);
         }
         let shape = [b, 1, t, 2 * half];
         (

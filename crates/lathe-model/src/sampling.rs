@@ -104,16 +104,14 @@ pub fn process_logits(
     suppress_eos: bool,
 ) {
     if config.repetition_penalty != 1.0 {
-        let mut done = vec![false; logits.len()];
-        for &id in seen {
-            let i = id as usize;
-            if i < logits.len() && !done[i] {
-                done[i] = true;
-                let l = logits[i];
-                logits[i] = if l < 0.0 {
-                    l * config.repetition_penalty
+        // Each distinct token is penalised once, however often it occurs.
+        let distinct: std::collections::BTreeSet<u32> = seen.iter().copied().collect();
+        for id in distinct {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l < 0.0 {
+                    *l * config.repetition_penalty
                 } else {
-                    l / config.repetition_penalty
+                    *l / config.repetition_penalty
                 };
             }
         }

@@ -29,12 +29,19 @@ pub trait WeightSource {
 }
 
 /// `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`),
-/// memory-mapped.
+/// memory-mapped; each file's header is parsed once, at open.
 pub struct SafetensorsWeights {
     files: Vec<(PathBuf, Mmap)>,
-    /// Tensor name → index into `files`.
-    index: BTreeMap<String, usize>,
+    index: BTreeMap<String, StoredTensor>,
     describe: PathBuf,
+}
+
+/// Where one tensor lies: its file (index into `files`), type, shape and byte range.
+struct StoredTensor {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: std::ops::Range<usize>,
 }
 
 impl SafetensorsWeights {
@@ -43,20 +50,7 @@ impl SafetensorsWeights {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         if index_path.exists() {
-            let text =
-                std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ModelError::format(&index_path, format!("invalid JSON: {e}")))?;
-            let map = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| ModelError::format(&index_path, "no `weight_map` object"))?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            shards.sort();
-            shards.dedup();
+            let shards = shard_files(&index_path)?;
             let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
             Self::open_files(&paths, index_path)
         } else if single.exists() {
@@ -76,11 +70,22 @@ impl SafetensorsWeights {
             let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
             // SAFETY: read-only map of a checkpoint file, not modified while loaded.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-            let st = SafeTensors::deserialize(&map).map_err(|e| {
+            let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| {
                 ModelError::format(path, format!("not a valid safetensors file: {e}"))
             })?;
-            for name in st.names() {
-                index.insert(name.to_string(), i);
+            // Data offsets count from the end of the 8-byte length and the header.
+            let data_start = 8 + header_len;
+            for (name, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
+                index.insert(
+                    name,
+                    StoredTensor {
+                        file: i,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        bytes: data_start + start..data_start + end,
+                    },
+                );
             }
             files.push((path.clone(), map));
         }
@@ -92,21 +97,32 @@ impl SafetensorsWeights {
     }
 }
 
+/// The shard file names listed in a `model.safetensors.index.json`, sorted, once each.
+pub fn shard_files(index_path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index_path).map_err(|e| ModelError::io(index_path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::format(index_path, format!("invalid JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::format(index_path, "no `weight_map` object"))?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
 impl WeightSource for SafetensorsWeights {
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>> {
-        let Some(&i) = self.index.get(name) else {
+        let Some(stored) = self.index.get(name) else {
             return Ok(None);
         };
-        let (path, map) = &self.files[i];
-        let st = SafeTensors::deserialize(map)
-            .map_err(|e| ModelError::format(path, format!("not a valid safetensors file: {e}")))?;
-        let view = st.tensor(name).map_err(|e| ModelError::Tensor {
-            path: path.clone(),
-            tensor: name.into(),
-            message: e.to_string(),
-        })?;
-        let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
+        let (path, map) = &self.files[stored.file];
+        let bytes = &map[stored.bytes.clone()];
+        let values: Vec<f32> = match stored.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -128,7 +144,7 @@ impl WeightSource for SafetensorsWeights {
             }
         };
         Ok(Some(HostTensor {
-            shape: view.shape().to_vec(),
+            shape: stored.shape.clone(),
             values,
         }))
     }
@@ -171,10 +187,10 @@ impl WeightSource for GgufWeights {
         let Some(gguf_name) = hf_to_gguf_name(name) else {
             return Ok(None);
         };
-        if self.file.tensor_info(&gguf_name).is_none() {
+        let Some(info) = self.file.tensor_info(&gguf_name) else {
             return Ok(None);
-        }
-        let (shape, values) = self.file.tensor_f32(&gguf_name)?;
+        };
+        let (shape, values) = (info.shape(), self.file.dequantized(info)?);
         let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
             Some(self.heads)
         } else if name.ends_with("k_proj.weight") || name.ends_with("k_proj.bias") {

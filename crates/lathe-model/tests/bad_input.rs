@@ -38,9 +38,9 @@ fn missing_files_are_named() {
 fn unknown_architecture_is_named_with_the_supported_ones() {
     let dir = tempfile::tempdir().unwrap();
     common::write_hf_folder(dir.path(), false, 1, StDtype::F32, 1);
-    let mut config = common::config_json(common::vocab().tokens.len(), false);
-    config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    common::edit_config(dir.path(), |config| {
+        config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    });
     let m = message(load_folder(dir.path()));
     assert!(
         m.contains("GPT2LMHeadModel")
@@ -68,9 +68,9 @@ fn truncated_safetensors_is_reported() {
 fn wrong_tensor_shape_is_named() {
     let dir = tempfile::tempdir().unwrap();
     common::write_hf_folder(dir.path(), false, 1, StDtype::F32, 1);
-    let mut config = common::config_json(common::vocab().tokens.len(), false);
-    config["intermediate_size"] = serde_json::json!(96);
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    common::edit_config(dir.path(), |config| {
+        config["intermediate_size"] = serde_json::json!(96);
+    });
     let m = message(load_folder(dir.path()));
     assert!(
         m.contains("mlp.gate_proj.weight") && m.contains("96"),

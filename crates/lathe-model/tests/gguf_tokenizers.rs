@@ -61,11 +61,16 @@ fn spm_gguf(dir: &std::path::Path, add_space_prefix: bool) -> std::path::PathBuf
     path
 }
 
+/// The tokenizer of [`spm_gguf`], read back from the written file.
+fn spm_tokenizer(add_space_prefix: bool) -> Tokenizer {
+    let dir = tempfile::tempdir().unwrap();
+    let file = GgufFile::open(&spm_gguf(dir.path(), add_space_prefix)).unwrap();
+    Tokenizer::from_gguf(&file).unwrap()
+}
+
 #[test]
 fn sentencepiece_vocabulary_from_gguf() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = GgufFile::open(&spm_gguf(dir.path(), true)).unwrap();
-    let t = Tokenizer::from_gguf(&file).unwrap();
+    let t = spm_tokenizer(true);
     let id = |s: &str| t.token_to_id(s).unwrap();
     assert_eq!(t.bos_token.as_deref(), Some("<s>"));
     assert_eq!(t.eos_token.as_deref(), Some("</s>"));
@@ -82,9 +87,7 @@ fn sentencepiece_vocabulary_from_gguf() {
 
 #[test]
 fn sentencepiece_without_a_space_prefix() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = GgufFile::open(&spm_gguf(dir.path(), false)).unwrap();
-    let t = Tokenizer::from_gguf(&file).unwrap();
+    let t = spm_tokenizer(false);
     let id = |s: &str| t.token_to_id(s).unwrap();
     let ids = t.encode("hello world", false).unwrap();
     assert_eq!(ids[..3], [id("h"), id("e"), id("llo")]);

@@ -5,7 +5,7 @@ mod common;
 
 use common::{StDtype, CONTEXT};
 use lathe_model::loader::{load_folder, load_gguf};
-use lathe_model::{ChatMessage, Engine, GenerationConfig};
+use lathe_model::{ChatMessage, Engine, Generated, GenerationConfig};
 
 fn folder(tie: bool, dtype: StDtype, shards: usize) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,6 +32,13 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 const TEXT: &str = "the cat sat in the hat, then ate 42 apples";
+
+/// Generation for one prompt, wrapped in a one-element batch as `generate` returns it.
+fn generate_one(engine: &Engine, prompt: &[u32], config: &GenerationConfig) -> Vec<Generated> {
+    engine
+        .generate(&[prompt.to_vec()], config, &mut |_, _| true)
+        .unwrap()
+}
 
 fn greedy(n: usize) -> GenerationConfig {
     GenerationConfig {
@@ -82,9 +89,7 @@ fn sharded_and_half_precision_checkpoints_load() {
 fn cached_decoding_matches_the_full_forward_pass() {
     let (_a, engine) = folder(false, StDtype::F32, 1);
     let prompt = engine.tokenizer.encode(TEXT, true).unwrap();
-    let out = engine
-        .generate(std::slice::from_ref(&prompt), &greedy(12), &mut |_, _| true)
-        .unwrap();
+    let out = generate_one(&engine, &prompt, &greedy(12));
     assert_eq!(out[0].tokens.len(), 12);
     let mut full = prompt.clone();
     full.extend(&out[0].tokens);
@@ -106,9 +111,7 @@ fn left_padded_batches_generate_what_single_prompts_do() {
         .generate(&prompts, &greedy(8), &mut |_, _| true)
         .unwrap();
     for (prompt, batched) in prompts.iter().zip(&batch) {
-        let single = engine
-            .generate(std::slice::from_ref(prompt), &greedy(8), &mut |_, _| true)
-            .unwrap();
+        let single = generate_one(&engine, prompt, &greedy(8));
         assert_eq!(batched, &single[0]);
     }
 }
@@ -117,9 +120,7 @@ fn left_padded_batches_generate_what_single_prompts_do() {
 fn eos_min_tokens_and_streaming_callbacks() {
     let (_a, engine) = folder(false, StDtype::F32, 1);
     let prompt = engine.tokenizer.encode(TEXT, true).unwrap();
-    let first = engine
-        .generate(std::slice::from_ref(&prompt), &greedy(3), &mut |_, _| true)
-        .unwrap();
+    let first = generate_one(&engine, &prompt, &greedy(3));
     // Make the model's own third greedy token the EOS: generation ends before it.
     let eos = first[0].tokens[2];
     let config = GenerationConfig {
@@ -143,9 +144,7 @@ fn eos_min_tokens_and_streaming_callbacks() {
         min_new_tokens: 5,
         ..config
     };
-    let out = engine
-        .generate(std::slice::from_ref(&prompt), &at_least, &mut |_, _| true)
-        .unwrap();
+    let out = generate_one(&engine, &prompt, &at_least);
     assert!(out[0].tokens.len() >= 5 && !out[0].tokens[..5].contains(&eos));
 }
 
@@ -192,16 +191,12 @@ fn log_prob(engine: &Engine, prompt: &[u32], continuation: &[u32]) -> f64 {
 fn beam_search_finds_a_likelier_sequence_than_greedy() {
     let (_a, engine) = folder(false, StDtype::F32, 1);
     let prompt = engine.tokenizer.encode("the", true).unwrap();
-    let greedy_out = engine
-        .generate(std::slice::from_ref(&prompt), &greedy(6), &mut |_, _| true)
-        .unwrap();
+    let greedy_out = generate_one(&engine, &prompt, &greedy(6));
     let beam = GenerationConfig {
         num_beams: 4,
         ..greedy(6)
     };
-    let beam_out = engine
-        .generate(std::slice::from_ref(&prompt), &beam, &mut |_, _| true)
-        .unwrap();
+    let beam_out = generate_one(&engine, &prompt, &beam);
     assert_eq!(beam_out[0].tokens.len(), 6);
     let (g, b) = (
         log_prob(&engine, &prompt, &greedy_out[0].tokens),
@@ -215,7 +210,8 @@ fn stop_strings_cut_the_text() {
     let (_a, engine) = folder(false, StDtype::F32, 1);
     let full = engine
         .generate_text(TEXT, true, &greedy(20), &mut |_| {})
-        .unwrap();
+        .unwrap()
+        .text;
     let chars: Vec<char> = full.chars().collect();
     assert!(chars.len() > 6, "{full:?}");
     let stop: String = chars[4..6].iter().collect();
@@ -227,7 +223,8 @@ fn stop_strings_cut_the_text() {
     let mut streamed = String::new();
     let text = engine
         .generate_text(TEXT, true, &config, &mut |piece| streamed.push_str(piece))
-        .unwrap();
+        .unwrap()
+        .text;
     assert_eq!(text, full[..cut]);
     assert_eq!(streamed, text);
 }
@@ -266,10 +263,10 @@ fn attention_biases_load_from_both_sources() {
 #[test]
 fn mistral_sliding_window_limits_attention() {
     let (dir, full) = folder(false, StDtype::F32, 1);
-    let mut config = common::config_json(common::vocab().tokens.len(), false);
-    config["architectures"] = serde_json::json!(["MistralForCausalLM"]);
-    config["sliding_window"] = serde_json::json!(6);
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    common::edit_config(dir.path(), |config| {
+        config["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+        config["sliding_window"] = serde_json::json!(6);
+    });
     let windowed = load_folder(dir.path()).unwrap();
     assert_eq!(windowed.config().sliding_window, Some(6));
     let ids = full.tokenizer.encode(TEXT, true).unwrap();
@@ -278,9 +275,7 @@ fn mistral_sliding_window_limits_attention() {
     assert_eq!(max_diff(&a[..6], &b[..6]), 0.0);
     assert!(max_diff(&a[6..], &b[6..]) > 1e-3);
     // Cached decoding honours the window as the full pass does.
-    let out = windowed
-        .generate(std::slice::from_ref(&ids), &greedy(8), &mut |_, _| true)
-        .unwrap();
+    let out = generate_one(&windowed, &ids, &greedy(8));
     let mut all = ids.clone();
     all.extend(&out[0].tokens);
     let logits = windowed.logits(&all).unwrap();
@@ -296,10 +291,10 @@ fn mistral_sliding_window_limits_attention() {
 fn llama3_rope_scaling_from_config_and_gguf_rope_freqs_agree() {
     let dir = tempfile::tempdir().unwrap();
     common::write_hf_folder(dir.path(), false, 5, StDtype::F32, 1);
-    let mut config = common::config_json(common::vocab().tokens.len(), false);
-    config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
-        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    common::edit_config(dir.path(), |config| {
+        config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+    });
     let hf = load_folder(dir.path()).unwrap();
     // llama.cpp writes Llama 3.1 scaling as one divisor per frequency.
     let unscaled = lathe_model::LlamaConfig {

@@ -1,6 +1,7 @@
 //! Reading GGUF files: header, metadata and tensor infos parsed with bounds checks;
 //! tensor data memory-mapped and dequantized on request.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,8 @@ pub struct GgufFile {
     /// All metadata key/values.
     pub metadata: Metadata,
     tensors: Vec<TensorInfo>,
+    /// Tensor name → index into `tensors`.
+    by_name: HashMap<String, usize>,
     data_start: usize,
 }
 
@@ -126,12 +129,18 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
         };
         let data_start = cur.pos.div_ceil(alignment) * alignment;
+        let by_name = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         let gguf = Self {
             path: path.to_path_buf(),
             map,
             version,
             metadata,
             tensors,
+            by_name,
             data_start,
         };
         for t in &gguf.tensors {
@@ -152,7 +161,7 @@ impl GgufFile {
 
     /// The info of tensor `name`.
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
     /// A metadata value.
@@ -180,6 +189,16 @@ impl GgufFile {
         self.meta(key)
             .and_then(MetaValue::as_f64)
             .ok_or_else(|| self.missing(key, "a number"))
+    }
+
+    /// A metadata unsigned integer if the key is present (an error if it is not one).
+    pub fn meta_usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        self.meta(key).map(|_| self.meta_usize(key)).transpose()
+    }
+
+    /// A metadata number if the key is present (an error if it is not one).
+    pub fn meta_f64_opt(&self, key: &str) -> Result<Option<f64>> {
+        self.meta(key).map(|_| self.meta_f64(key)).transpose()
     }
 
     fn missing(&self, key: &str, what: &str) -> ModelError {
@@ -222,8 +241,12 @@ impl GgufFile {
             tensor: name.to_string(),
             message: "missing from the file".into(),
         })?;
-        let values = dequantize(info.ty, self.tensor_bytes(info)?, info.len());
-        Ok((info.shape(), values))
+        Ok((info.shape(), self.dequantized(info)?))
+    }
+
+    /// The values of a tensor of this file, dequantized to f32.
+    pub fn dequantized(&self, info: &TensorInfo) -> Result<Vec<f32>> {
+        Ok(dequantize(info.ty, self.tensor_bytes(info)?, info.len()))
     }
 }
 

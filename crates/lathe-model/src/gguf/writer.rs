@@ -45,16 +45,28 @@ impl GgufWriter {
         self
     }
 
-    /// Writes the file to `path`.
+    /// Writes the file to `path`; tensors of a type the writer cannot encode are refused
+    /// before anything is written.
     pub fn write(&self, path: &Path) -> Result<()> {
+        let blobs = self
+            .tensors
+            .iter()
+            .map(|t| {
+                encode_tensor(t).ok_or_else(|| ModelError::Tensor {
+                    path: path.to_path_buf(),
+                    tensor: t.name.clone(),
+                    message: format!("cannot write {:?} tensors (F32, F16, BF16 can be)", t.ty),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let file = std::fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
         let mut w = BufWriter::new(file);
-        self.write_to(&mut w)
+        self.write_to(&mut w, &blobs)
             .and_then(|_| w.flush())
             .map_err(|e| ModelError::io(path, e))
     }
 
-    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+    fn write_to(&self, w: &mut impl Write, blobs: &[Vec<u8>]) -> std::io::Result<()> {
         let mut header = Vec::new();
         header.extend(MAGIC.to_le_bytes());
         header.extend(3u32.to_le_bytes());
@@ -65,9 +77,8 @@ impl GgufWriter {
             header.extend(type_id(value).to_le_bytes());
             header.extend(encode_value(value));
         }
-        let blobs: Vec<Vec<u8>> = self.tensors.iter().map(encode_tensor).collect();
         let mut offset = 0usize;
-        for (t, blob) in self.tensors.iter().zip(&blobs) {
+        for (t, blob) in self.tensors.iter().zip(blobs) {
             header.extend(encode_string(&t.name));
             header.extend((t.shape.len() as u32).to_le_bytes());
             for d in t.shape.iter().rev() {
@@ -79,7 +90,7 @@ impl GgufWriter {
         }
         header.resize(padded(header.len()), 0);
         w.write_all(&header)?;
-        for blob in &blobs {
+        for blob in blobs {
             w.write_all(blob)?;
             w.write_all(&vec![0u8; padded(blob.len()) - blob.len()])?;
         }
@@ -91,20 +102,19 @@ fn padded(len: usize) -> usize {
     len.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
 }
 
-fn encode_tensor(t: &WriteTensor) -> Vec<u8> {
-    match t.ty {
-        GgmlType::F16 => t
-            .values
-            .iter()
+/// The tensor's bytes, or `None` for a type the writer does not encode.
+fn encode_tensor(t: &WriteTensor) -> Option<Vec<u8>> {
+    let values = t.values.iter();
+    Some(match t.ty {
+        GgmlType::F32 => values.flat_map(|v| v.to_le_bytes()).collect(),
+        GgmlType::F16 => values
             .flat_map(|v| f16::from_f32(*v).to_le_bytes())
             .collect(),
-        GgmlType::BF16 => t
-            .values
-            .iter()
+        GgmlType::BF16 => values
             .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
             .collect(),
-        _ => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+        _ => return None,
+    })
 }
 
 fn encode_string(s: &str) -> Vec<u8> {

@@ -238,6 +238,15 @@ fn write_json(path: &Path, value: &serde_json::Value) {
     std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
 }
 
+/// Rewrites the `config.json` of a model folder through `edit`.
+pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    write_json(&path, &config);
+}
+
 /// Which float type the safetensors file stores.
 #[derive(Clone, Copy)]
 pub enum StDtype {

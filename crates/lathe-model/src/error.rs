@@ -64,6 +64,9 @@ pub enum ModelError {
     /// A model reference could not be resolved on disk or on the Hub.
     #[error("{0}")]
     Resolve(String),
+    /// A training setting does not fit the model.
+    #[error("{0}")]
+    Training(String),
     /// A generation setting is out of range.
     #[error("generation setting `{name}`: {message}")]
     Setting {

@@ -11,8 +11,10 @@ pub mod hub;
 pub mod linear;
 pub mod llama;
 pub mod loader;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};

@@ -14,6 +14,8 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
+use crate::quant::BaseDtype;
+use crate::train::{dropout_mask, uniform_noise, TrainStep};
 use crate::weights::{HostTensor, WeightSource};
 
 /// The decoder with its output head.
@@ -96,18 +98,30 @@ pub struct StepInputs {
     /// `[b, 1, t, p + t]`, true where attention is forbidden beyond causality
     /// (left padding); `None` when no row is padded.
     pub mask: Option<Tensor<4, Bool>>,
+    /// Training-time randomness (dropout, NEFTune); `None` for inference.
+    pub train: Option<TrainStep>,
 }
 
 impl Llama {
-    /// Builds the model from a checkpoint, checking every tensor's shape.
-    pub fn load(config: &LlamaConfig, source: &dyn WeightSource, device: &Device) -> Result<Self> {
-        let loader = Loader { source, device };
+    /// Builds the model from a checkpoint, checking every tensor's shape. `training`
+    /// stores linear weights for training (one block, or packed in that dtype).
+    pub fn load(
+        config: &LlamaConfig,
+        source: &dyn WeightSource,
+        device: &Device,
+        training: Option<BaseDtype>,
+    ) -> Result<Self> {
+        let loader = Loader {
+            source,
+            device,
+            training,
+        };
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
         let embed = loader.host("model.embed_tokens.weight", &[config.vocab_size, d])?;
         // A tied head keeps its own copy of the embeddings, in `Linear`'s layout.
         let lm_head = if config.tie_word_embeddings {
-            Linear::from_torch_layout(&embed.values, config.vocab_size, d, None, device)
+            loader.linear_from(&embed.values, config.vocab_size, d, None, BaseDtype::F32)
         } else {
             loader.linear("lm_head", config.vocab_size, d, false)?
         };
@@ -172,15 +186,27 @@ impl Llama {
             cache.layers = vec![None; self.layers.len()];
         }
         let mut x = self.embed_tokens.forward(ids);
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(x, step, slot);
+        if let Some(train) = step.train.as_ref().filter(|t| t.neftune_alpha > 0.0) {
+            // NEFTune: uniform noise of size alpha / sqrt(t·d) on the embeddings.
+            let dims = x.dims();
+            let magnitude = train.neftune_alpha / ((dims[1] * dims[2]) as f32).sqrt();
+            let noise = uniform_noise(train, NEFTUNE_SITE, dims.iter().product(), magnitude);
+            x = x + Tensor::from_data(TensorData::new(noise, dims), &self.device());
+        }
+        for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            x = layer.forward(x, step, slot, i as u64);
         }
         self.norm.forward(x)
     }
 
     /// Output logits `[b, t, v]` for hidden states `[b, t, d]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.lm_head.forward(hidden)
+        self.lm_head.forward(hidden, None)
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
     }
 
     /// RoPE tables for `positions` (`b` rows of `t` positions each), on `device`.
@@ -208,18 +234,39 @@ impl Llama {
     }
 }
 
+/// Dropout stream of NEFTune's noise (layer sites are `16·layer + k`).
+const NEFTUNE_SITE: u64 = u64::MAX;
+
 impl DecoderLayer {
     fn forward(
         &self,
         x: Tensor<3>,
         step: &StepInputs,
         cache: &mut Option<(Tensor<4>, Tensor<4>)>,
+        index: u64,
     ) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), step, cache);
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+        let train = step.train.as_ref();
+        let attn = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), step, cache);
+        let x = x + hidden_dropout(attn, train, 16 * index + 8);
+        let mlp = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()), train);
+        x + hidden_dropout(mlp, train, 16 * index + 9)
+    }
+}
+
+/// `intermediate_dropout` on a residual branch while training.
+fn hidden_dropout(y: Tensor<3>, train: Option<&TrainStep>, site: u64) -> Tensor<3> {
+    match train {
+        Some(t) if t.hidden_dropout > 0.0 => {
+            let dims = y.dims();
+            let mask = dropout_mask(t, site, dims.iter().product(), t.hidden_dropout);
+            let device = y.device();
+            y * Tensor::from_data(TensorData::new(mask, dims), &device)
+        }
+        _ => y,
     }
 }
 
@@ -232,9 +279,10 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, self.head_dim]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()), self.heads); // [b, h, t, hd]
-        let k = heads(self.k_proj.forward(x.clone()), self.kv_heads); // [b, kvh, t, hd]
-        let v = heads(self.v_proj.forward(x), self.kv_heads);
+        let train = step.train.as_ref();
+        let q = heads(self.q_proj.forward(x.clone(), train), self.heads); // [b, h, t, hd]
+        let k = heads(self.k_proj.forward(x.clone(), train), self.kv_heads); // [b, kvh, t, hd]
+        let v = heads(self.v_proj.forward(x, train), self.kv_heads);
         let q = rope(q, &step.cos, &step.sin);
         let k = rope(k, &step.cos, &step.sin);
         let (k, v) = match cache.take() {
@@ -247,11 +295,29 @@ impl Attention {
             softcap: None,
             is_causal: true,
         };
+        // burn's autodiff attention (a decomposed fallback) does not broadcast grouped
+        // key/value heads: repeat them, as transformers' `repeat_kv` does.
+        let (k, v) = if q.is_autodiff() && self.kv_heads != self.heads {
+            (self.repeat_kv(k), self.repeat_kv(v))
+        } else {
+            (k, v)
+        };
         let out = attention(q, k, v, step.mask.clone(), None, options); // [b, h, t, hd]
         let out = out
             .swap_dims(1, 2)
             .reshape([b, t, self.heads * self.head_dim]);
-        self.o_proj.forward(out)
+        self.o_proj.forward(out, train)
+    }
+}
+
+impl Attention {
+    /// `[b, kvh, p, hd]` → `[b, h, p, hd]`, each key/value head serving its group.
+    fn repeat_kv(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, kvh, p, hd] = x.dims();
+        let group = self.heads / kvh;
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kvh, group, p, hd])
+            .reshape([b, self.heads, p, hd])
     }
 }
 
@@ -265,9 +331,10 @@ fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<3>, train: Option<&TrainStep>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone(), train));
+        self.down_proj
+            .forward(gate * self.up_proj.forward(x, train), train)
     }
 }
 
@@ -275,6 +342,7 @@ impl Mlp {
 struct Loader<'a> {
     source: &'a dyn WeightSource,
     device: &'a Device,
+    training: Option<BaseDtype>,
 }
 
 impl Loader<'_> {
@@ -313,13 +381,26 @@ impl Loader<'_> {
         } else {
             None
         };
-        Ok(Linear::from_torch_layout(
-            &weight.values,
-            out,
-            inp,
-            bias,
-            self.device,
-        ))
+        // The head stays in full precision, as bitsandbytes leaves it.
+        let dtype = match self.training {
+            Some(dtype) if prefix != "lm_head" => dtype,
+            _ => BaseDtype::F32,
+        };
+        Ok(self.linear_from(&weight.values, out, inp, bias, dtype))
+    }
+
+    fn linear_from(
+        &self,
+        weight: &[f32],
+        out: usize,
+        inp: usize,
+        bias: Option<Tensor<1>>,
+        dtype: BaseDtype,
+    ) -> Linear {
+        match self.training {
+            Some(_) => Linear::for_training(weight, out, inp, bias, dtype, self.device),
+            None => Linear::from_torch_layout(weight, out, inp, bias, self.device),
+        }
     }
 
     fn rms_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<RmsNorm> {
@@ -327,5 +408,74 @@ impl Loader<'_> {
             gamma: Param::from_tensor(self.get(&format!("{prefix}.weight"), &[d])?),
             epsilon: eps,
         })
+    }
+}
+
+/// The projections of a decoder layer, by their Hugging Face names.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl Llama {
+    /// Number of decoder layers.
+    pub(crate) fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// A projection of layer `i` by name (`q_proj` … `down_proj`).
+    pub(crate) fn projection_mut(&mut self, i: usize, name: &str) -> Option<&mut Linear> {
+        let l = self.layers.get_mut(i)?;
+        Some(match name {
+            "q_proj" => &mut l.self_attn.q_proj,
+            "k_proj" => &mut l.self_attn.k_proj,
+            "v_proj" => &mut l.self_attn.v_proj,
+            "o_proj" => &mut l.self_attn.o_proj,
+            "gate_proj" => &mut l.mlp.gate_proj,
+            "up_proj" => &mut l.mlp.up_proj,
+            "down_proj" => &mut l.mlp.down_proj,
+            _ => return None,
+        })
+    }
+
+    /// The norm weights of layer `i`: `input_layernorm` (0) or `post_attention_layernorm` (1);
+    /// `None` for the final norm.
+    pub(crate) fn norm_mut(&mut self, layer: Option<usize>, which: usize) -> &mut Param<Tensor<1>> {
+        match layer {
+            None => &mut self.norm.gamma,
+            Some(i) if which == 0 => &mut self.layers[i].input_layernorm.gamma,
+            Some(i) => &mut self.layers[i].post_attention_layernorm.gamma,
+        }
+    }
+
+    /// The token embeddings `[v, d]`.
+    pub(crate) fn embed_mut(&mut self) -> &mut Param<Tensor<2>> {
+        &mut self.embed_tokens.weight
+    }
+
+    /// The head's weight `[d, v]` (a training model's single block).
+    pub(crate) fn head_weight(&self) -> Tensor<2> {
+        self.lm_head.dense_weight().expect("dense head")
+    }
+
+    /// The output head.
+    pub(crate) fn head_mut(&mut self) -> &mut Linear {
+        &mut self.lm_head
+    }
+
+    /// Numbers every projection for dropout streams (`16·layer + k`).
+    pub(crate) fn assign_sites(&mut self) {
+        for i in 0..self.layers.len() {
+            for (k, name) in PROJECTIONS.iter().enumerate() {
+                if let Some(linear) = self.projection_mut(i, name) {
+                    linear.set_site((16 * i + k) as u64);
+                }
+            }
+        }
     }
 }

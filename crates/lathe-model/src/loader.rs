@@ -13,6 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hub;
 use crate::llama::Llama;
+use crate::quant::BaseDtype;
 use crate::sampling::GenerationConfig;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{GgufWeights, SafetensorsWeights};
@@ -21,6 +22,16 @@ use crate::weights::{GgufWeights, SafetensorsWeights};
 /// (`HuggingFaceTB/SmolLM2-135M-Instruct`), or `demo` for the demo model.
 /// Computation runs in f32 on the CPU.
 pub fn load(spec: &str) -> Result<Engine> {
+    load_with(spec, None)
+}
+
+/// Loads a model for training: on the autodiff device, linear weights in one block,
+/// or packed in `dtype` (the head and embeddings stay f32).
+pub fn load_for_training(spec: &str, dtype: BaseDtype) -> Result<Engine> {
+    load_with(spec, Some(dtype))
+}
+
+fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
     let path = Path::new(spec);
     if spec == "demo" && !path.exists() {
         let demo = demo_model_path();
@@ -30,17 +41,17 @@ pub fn load(spec: &str) -> Result<Engine> {
                 demo.display()
             )));
         }
-        return load_gguf(&demo);
+        return load_gguf_with(&demo, training);
     }
     if path.is_file() {
-        return load_gguf(path);
+        return load_gguf_with(path, training);
     }
     if path.is_dir() {
-        return load_folder(path);
+        return load_folder_with(path, training);
     }
     if !spec.ends_with(".gguf") && hub::looks_like_hub_id(spec) {
         let dir = hub::resolve(spec)?;
-        let mut engine = load_folder(&dir)?;
+        let mut engine = load_folder_with(&dir, training)?;
         engine.source = spec.to_string();
         return Ok(engine);
     }
@@ -68,13 +79,21 @@ pub fn demo_model_path() -> std::path::PathBuf {
     lathe_home().join("models").join(DEMO_MODEL_FILE)
 }
 
-fn device() -> Device {
-    Device::flex()
+/// The CPU device; with autodiff when loading for training.
+fn device(training: Option<BaseDtype>) -> Device {
+    match training {
+        Some(_) => Device::autodiff(Device::flex()),
+        None => Device::flex(),
+    }
 }
 
 /// Loads a GGUF file: weights dequantized to f32, tokenizer and chat template from
 /// its metadata.
 pub fn load_gguf(path: &Path) -> Result<Engine> {
+    load_gguf_with(path, None)
+}
+
+fn load_gguf_with(path: &Path, training: Option<BaseDtype>) -> Result<Engine> {
     let file = GgufFile::open(path)?;
     let config = LlamaConfig::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
@@ -89,9 +108,9 @@ pub fn load_gguf(path: &Path) -> Result<Engine> {
         )?),
         None => None,
     };
-    let device = device();
+    let device = device(training);
     let weights = GgufWeights::new(file, &config);
-    let llama = Llama::load(&config, &weights, &device)?;
+    let llama = Llama::load(&config, &weights, &device, training)?;
     Ok(Engine {
         generation_defaults: GenerationConfig {
             eos_token_ids: config.eos_token_ids.clone(),
@@ -108,6 +127,10 @@ pub fn load_gguf(path: &Path) -> Result<Engine> {
 /// Loads a Hugging Face model folder (`config.json`, safetensors, `tokenizer.json`,
 /// optional `tokenizer_config.json` and `generation_config.json`).
 pub fn load_folder(dir: &Path) -> Result<Engine> {
+    load_folder_with(dir, None)
+}
+
+fn load_folder_with(dir: &Path, training: Option<BaseDtype>) -> Result<Engine> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::Resolve(format!(
@@ -168,9 +191,9 @@ pub fn load_folder(dir: &Path) -> Result<Engine> {
         })
         .filter(|ids: &Vec<u32>| !ids.is_empty())
         .unwrap_or_else(|| config.eos_token_ids.clone());
-    let device = device();
+    let device = device(training);
     let weights = SafetensorsWeights::open_folder(dir)?;
-    let llama = Llama::load(&config, &weights, &device)?;
+    let llama = Llama::load(&config, &weights, &device, training)?;
     Ok(Engine {
         llama,
         tokenizer,

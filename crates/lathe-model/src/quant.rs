@@ -1,5 +1,5 @@
-//! Frozen base weights stored compactly — bfloat16, float16, 8-bit (one scale per
-//! output) or 4-bit NF4 (one scale per block of 64) — and expanded to f32 inside each
+//! Frozen base weights stored compactly — bfloat16, float16, 8-bit or 4-bit NF4 (one
+//! absmax scale per block of 64 values, as bitsandbytes' blockwise formats) — and expanded to f32 inside each
 //! matmul. Values are kept in the matmul's `[in, out]` layout, row-major.
 
 use rayon::prelude::*;
@@ -13,7 +13,7 @@ pub enum BaseDtype {
     Bf16,
     /// IEEE half precision.
     F16,
-    /// Signed 8-bit with one absmax scale per output (LLM.int8 without outliers).
+    /// Signed 8-bit with one absmax scale per block of 64 values.
     Int8,
     /// 4-bit NormalFloat codes with one absmax scale per block of 64 values.
     Int4,
@@ -53,8 +53,8 @@ const NF4: [f32; 16] = [
     1.0,
 ];
 
-/// Values per NF4 scale.
-const NF4_BLOCK: usize = 64;
+/// Values per scale (8-bit and 4-bit).
+const BLOCK: usize = 64;
 
 /// A packed `[rows, cols]` weight (rows = inputs, cols = outputs).
 #[derive(Debug, Clone)]
@@ -90,16 +90,15 @@ impl PackedWeight {
                 vec![],
             ),
             BaseDtype::Int8 => {
-                let mut scales = vec![0f32; cols];
-                for row in values.chunks(cols) {
-                    for (s, v) in scales.iter_mut().zip(row) {
-                        *s = s.max(v.abs());
-                    }
-                }
+                let scales: Vec<f32> = values
+                    .chunks(BLOCK)
+                    .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
+                    .collect();
                 let bytes = values
-                    .chunks(cols)
-                    .flat_map(|row| {
-                        row.iter().zip(&scales).map(|(v, s)| {
+                    .chunks(BLOCK)
+                    .zip(&scales)
+                    .flat_map(|(block, s)| {
+                        block.iter().map(move |v| {
                             let q = if *s > 0.0 { (v / s * 127.0).round() } else { 0.0 };
                             q.clamp(-127.0, 127.0) as i8 as u8
                         })
@@ -109,11 +108,11 @@ impl PackedWeight {
             }
             BaseDtype::Int4 => {
                 let scales: Vec<f32> = values
-                    .chunks(NF4_BLOCK)
+                    .chunks(BLOCK)
                     .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
                     .collect();
                 let codes: Vec<u8> = values
-                    .chunks(NF4_BLOCK)
+                    .chunks(BLOCK)
                     .zip(&scales)
                     .flat_map(|(block, s)| block.iter().map(move |v| nearest_nf4(v / s.max(1e-30))))
                     .collect();
@@ -169,23 +168,21 @@ impl PackedWeight {
                     }
                 })
             }
-            BaseDtype::Int8 => {
-                let cols = self.cols;
-                out.par_chunks_mut(cols).enumerate().for_each(|(r, o)| {
-                    let q = &self.bytes[r * cols..(r + 1) * cols];
-                    for ((v, q), s) in o.iter_mut().zip(q).zip(&self.scales) {
-                        *v = (*q as i8) as f32 * (s / 127.0);
-                    }
-                })
-            }
+            BaseDtype::Int8 => out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+                let start = c * CHUNK;
+                for (i, v) in o.iter_mut().enumerate() {
+                    let at = start + i;
+                    *v = (self.bytes[at] as i8) as f32 * (self.scales[at / BLOCK] / 127.0);
+                }
+            }),
             BaseDtype::Int4 => out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
                 let start = c * CHUNK;
                 for (i, pair) in o.chunks_mut(2).enumerate() {
                     let byte = self.bytes[start / 2 + i];
                     let at = start + 2 * i;
-                    pair[0] = NF4[(byte & 15) as usize] * self.scales[at / NF4_BLOCK];
+                    pair[0] = NF4[(byte & 15) as usize] * self.scales[at / BLOCK];
                     if let Some(v) = pair.get_mut(1) {
-                        *v = NF4[(byte >> 4) as usize] * self.scales[(at + 1) / NF4_BLOCK];
+                        *v = NF4[(byte >> 4) as usize] * self.scales[(at + 1) / BLOCK];
                     }
                 }
             }),

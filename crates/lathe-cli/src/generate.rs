@@ -13,6 +13,9 @@ pub struct ModelArgs {
     /// A GGUF file, a Hugging Face model folder, a Hub id (org/name), or `demo`.
     #[arg(long, default_value = "demo")]
     model: String,
+    /// A training run folder: its trained weights and prompt format (instead of --model).
+    #[arg(long, value_name = "RUN_DIR")]
+    run: Option<std::path::PathBuf>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -61,16 +64,72 @@ impl ModelArgs {
         }
     }
 
-    fn load(&self) -> Result<Engine> {
+    fn load(&self) -> Result<Model> {
         let start = Instant::now();
-        let engine = lathe_model::load(&self.model)
-            .with_context(|| format!("loading model `{}`", self.model))?;
+        let model = match &self.run {
+            Some(run) => {
+                let trained = lathe_train::TrainedModel::load(run)
+                    .with_context(|| format!("loading run {}", run.display()))?;
+                Model::Trained(Box::new(trained))
+            }
+            None => Model::Plain(Box::new(
+                lathe_model::load(&self.model)
+                    .with_context(|| format!("loading model `{}`", self.model))?,
+            )),
+        };
         eprintln!(
             "loaded {} in {:.1}s",
-            engine.source,
+            model.engine().source,
             start.elapsed().as_secs_f64()
         );
-        Ok(engine)
+        Ok(model)
+    }
+}
+
+/// A model to talk to: a plain backbone (its chat template), or a trained run (its
+/// H2O-style prompt format).
+enum Model {
+    Plain(Box<Engine>),
+    Trained(Box<lathe_train::TrainedModel>),
+}
+
+impl Model {
+    fn engine(&self) -> &Engine {
+        match self {
+            Model::Plain(e) => e,
+            Model::Trained(t) => &t.engine,
+        }
+    }
+
+    /// The prompt for a conversation (`history` of user/assistant pairs, then `user`).
+    fn prompt(
+        &self,
+        system: Option<&str>,
+        history: &[(String, String)],
+        user: &str,
+    ) -> Result<String> {
+        match self {
+            Model::Trained(t) => Ok(t.prompt(system, history, user)),
+            Model::Plain(e) => {
+                let mut messages: Vec<ChatMessage> = system
+                    .map(|s| ChatMessage::new("system", s))
+                    .into_iter()
+                    .collect();
+                for (u, a) in history {
+                    messages.push(ChatMessage::new("user", u));
+                    messages.push(ChatMessage::new("assistant", a));
+                }
+                messages.push(ChatMessage::new("user", user));
+                Ok(e.apply_chat_template(&messages, true)?)
+            }
+        }
+    }
+
+    fn stop_strings(&self) -> Vec<String> {
+        match self {
+            Model::Trained(t) => t.stop_strings(),
+            Model::Plain(_) => Vec::new(),
+        }
     }
 }
 
@@ -89,27 +148,20 @@ pub struct GenerateArgs {
 
 /// Runs `lathe generate`.
 pub fn run_generate(args: GenerateArgs) -> Result<()> {
-    let engine = args.model.load()?;
-    let config = args.model.generation(&engine);
+    let model = args.model.load()?;
+    let engine = model.engine();
+    let mut config = args.model.generation(engine);
+    config.stop_strings.extend(model.stop_strings());
     config.validate()?;
-    let (text, add_special) = if args.chat {
-        let messages = conversation(args.model.system.as_deref(), &args.prompt);
-        (engine.apply_chat_template(&messages, true)?, false)
+    let (text, add_special) = if args.chat || args.model.run.is_some() {
+        let system = args.model.system.as_deref();
+        (model.prompt(system, &[], &args.prompt)?, false)
     } else {
         (args.prompt.clone(), true)
     };
-    stream(&engine, &text, add_special, &config)?;
+    stream(engine, &text, add_special, &config)?;
     println!();
     Ok(())
-}
-
-fn conversation(system: Option<&str>, prompt: &str) -> Vec<ChatMessage> {
-    let mut messages: Vec<ChatMessage> = system
-        .map(|s| ChatMessage::new("system", s))
-        .into_iter()
-        .collect();
-    messages.push(ChatMessage::new("user", prompt));
-    messages
 }
 
 /// Generates with tokens streamed to stdout; speed to stderr. Returns the text.
@@ -143,12 +195,14 @@ pub struct ChatArgs {
 /// Runs `lathe chat`: each line read is a user turn; `/clear` forgets the history,
 /// `/exit` (or end of input) quits.
 pub fn run_chat(args: ChatArgs) -> Result<()> {
-    let engine = args.model.load()?;
-    let config = args.model.generation(&engine);
+    let model = args.model.load()?;
+    let engine = model.engine();
+    let mut config = args.model.generation(engine);
+    config.stop_strings.extend(model.stop_strings());
     config.validate()?;
     let interactive = std::io::stdin().is_terminal();
     let system = args.model.system.as_deref();
-    let mut history: Vec<ChatMessage> = Vec::new();
+    let mut history: Vec<(String, String)> = Vec::new();
     if interactive {
         eprintln!(
             "chatting with {} — /clear forgets, /exit quits",
@@ -174,16 +228,10 @@ pub fn run_chat(args: ChatArgs) -> Result<()> {
             }
             _ => {}
         }
-        let mut messages = conversation(system, line);
-        messages.splice(
-            system.map_or(0, |_| 1)..system.map_or(0, |_| 1),
-            history.iter().cloned(),
-        );
-        let prompt = engine.apply_chat_template(&messages, true)?;
-        let answer = stream(&engine, &prompt, false, &config)?;
+        let prompt = model.prompt(system, &history, line)?;
+        let answer = stream(engine, &prompt, false, &config)?;
         println!();
-        history.push(ChatMessage::new("user", line));
-        history.push(ChatMessage::new("assistant", answer.trim()));
+        history.push((line.to_string(), answer.trim().to_string()));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `lathe`: the command-line face of Lathe.
 
 mod generate;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,11 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Chat with a model: an interactive loop (or one prompt per line from a pipe).
     Chat(generate::ChatArgs),
+    /// Fine-tune a model from a cfg.yaml (H2O LLM Studio's format), or resume a run.
+    Train(train::TrainArgs),
+    /// Print or check configurations.
+    #[command(subcommand)]
+    Config(train::ConfigCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,6 +31,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run_generate(args),
         Command::Chat(args) => generate::run_chat(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Config(command) => train::run_config(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

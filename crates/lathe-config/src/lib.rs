@@ -73,7 +73,11 @@ impl Config {
         let root = match root {
             Value::Mapping(m) => m,
             Value::Null => Mapping::new(),
-            _ => return Err(syntax("expected a mapping of settings at the top level".into())),
+            _ => {
+                return Err(syntax(
+                    "expected a mapping of settings at the top level".into(),
+                ))
+            }
         };
         let mut config = Config::default();
         let mut unknown_keys = Vec::new();

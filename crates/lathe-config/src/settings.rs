@@ -445,7 +445,11 @@ impl Config {
 
     /// Sets `group.key` without range checks: `None` when the key is unknown,
     /// `Some(Err)` when the value has the wrong type.
-    pub(crate) fn set_unchecked(&mut self, path: &str, value: &Value) -> Option<Result<(), String>> {
+    pub(crate) fn set_unchecked(
+        &mut self,
+        path: &str,
+        value: &Value,
+    ) -> Option<Result<(), String>> {
         let (group, key) = split_path(path);
         match group {
             "" => self.general.set(key, value),

@@ -116,7 +116,7 @@ impl Spec {
             Kind::Float { min, max: None, .. } => format!("a number ≥ {min}"),
             Kind::Text => "a text".into(),
             Kind::Choice { options, .. } => format!("one of {}", options.join(", ")),
-            Kind::List { options, .. } if options.is_empty() => "a list of texts".into(),
+            Kind::List { options: [], .. } => "a list of texts".into(),
             Kind::List { options, .. } => format!("a list of {}", options.join(", ")),
         }
     }

@@ -110,7 +110,10 @@ fn out_of_range_values_name_key_value_and_range() {
     assert!(text.contains("integer from 1 to 256"), "{text}");
 
     let err = Config::from_yaml_str("training:\n  optimizer: Adamw\n", "x").unwrap_err();
-    assert!(err.to_string().contains("one of Adadelta, Adam, AdamW"), "{err}");
+    assert!(
+        err.to_string().contains("one of Adadelta, Adam, AdamW"),
+        "{err}"
+    );
 
     let err = Config::from_yaml_str("training:\n  epochs: many\n", "x").unwrap_err();
     assert!(err.to_string().contains("expected an integer"), "{err}");
@@ -125,7 +128,8 @@ fn command_line_overrides_are_typed_and_checked() {
     c.apply_override("training.epochs", "2").unwrap();
     c.apply_override("training.learning_rate", "3e-4").unwrap();
     c.apply_override("training.lora", "False").unwrap();
-    c.apply_override("dataset.prompt_column", "question,context").unwrap();
+    c.apply_override("dataset.prompt_column", "question,context")
+        .unwrap();
     c.apply_override("llm_backbone", "demo").unwrap();
     assert_eq!(c.training.epochs, 2);
     assert_eq!(c.training.learning_rate, 3e-4);
@@ -144,8 +148,13 @@ fn command_line_overrides_are_typed_and_checked() {
 fn gpu_only_settings_are_reported_when_used() {
     let mut c = Config::default();
     c.apply_override("environment.gpus", "0,1").unwrap();
-    c.apply_override("environment.use_deepspeed", "true").unwrap();
-    let used: Vec<String> = c.gpu_only_settings_in_use().into_iter().map(|u| u.0).collect();
+    c.apply_override("environment.use_deepspeed", "true")
+        .unwrap();
+    let used: Vec<String> = c
+        .gpu_only_settings_in_use()
+        .into_iter()
+        .map(|u| u.0)
+        .collect();
     assert!(used.contains(&"environment.gpus".to_string()));
     assert!(used.contains(&"environment.use_deepspeed".to_string()));
 }

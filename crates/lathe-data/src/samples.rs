@@ -37,7 +37,12 @@ pub struct SampleSet {
 }
 
 /// Names that `personalize` replaces with the chatbot's name.
-const BOT_NAMES: &[&str] = &["Open Assistant", "OpenAssistant", "Open-Assistant", "ChatGPT"];
+const BOT_NAMES: &[&str] = &[
+    "Open Assistant",
+    "OpenAssistant",
+    "Open-Assistant",
+    "ChatGPT",
+];
 /// Names that `personalize` replaces with the chatbot's author.
 const AUTHOR_NAMES: &[&str] = &["LAION", "OpenAI"];
 
@@ -86,14 +91,12 @@ pub fn read_samples(table: &Table, settings: &Dataset) -> Result<SampleSet> {
             dropped += 1;
             continue;
         }
-        let answer = cells[answer_col]
-            .clone()
-            .ok_or_else(|| DataError::Value {
-                path: table.path.clone(),
-                row,
-                column: settings.answer_column.clone(),
-                message: "the answer is missing".into(),
-            })?;
+        let answer = cells[answer_col].clone().ok_or_else(|| DataError::Value {
+            path: table.path.clone(),
+            row,
+            column: settings.answer_column.clone(),
+            message: "the answer is missing".into(),
+        })?;
         samples.push(Sample {
             row,
             system: system_col
@@ -215,11 +218,15 @@ impl<'a> Renderer<'a> {
     /// Stop strings for generation: the non-empty marker texts.
     pub fn stop_strings(&self) -> Vec<String> {
         let s = self.settings;
-        [&s.text_prompt_start, &s.text_answer_separator, &s.text_system_start]
-            .into_iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect()
+        [
+            &s.text_prompt_start,
+            &s.text_answer_separator,
+            &s.text_system_start,
+        ]
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {

@@ -47,10 +47,8 @@ pub fn split(
             for &i in &order[..held] {
                 is_valid[i] = true;
             }
-            let (v, t): (Vec<_>, Vec<_>) = train
-                .into_iter()
-                .zip(is_valid)
-                .partition(|(_, held)| *held);
+            let (v, t): (Vec<_>, Vec<_>) =
+                train.into_iter().zip(is_valid).partition(|(_, held)| *held);
             (
                 t.into_iter().map(|(s, _)| s).collect(),
                 v.into_iter().map(|(s, _)| s).collect(),

@@ -115,7 +115,11 @@ fn from_objects(path: &Path, objects: Vec<(usize, Value)>) -> Result<Table> {
     let mut maps = Vec::with_capacity(objects.len());
     for (row, value) in objects {
         let Value::Object(map) = value else {
-            return Err(format_error(path, Some(row), "expected a JSON object".into()));
+            return Err(format_error(
+                path,
+                Some(row),
+                "expected a JSON object".into(),
+            ));
         };
         for key in map.keys() {
             if !columns.contains(key) {
@@ -169,7 +173,14 @@ fn read_json(path: &Path) -> Result<Table> {
             "expected a JSON array of objects (one per row)".into(),
         ));
     };
-    from_objects(path, items.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect())
+    from_objects(
+        path,
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v))
+            .collect(),
+    )
 }
 
 fn read_jsonl(path: &Path) -> Result<Table> {

@@ -125,17 +125,16 @@ impl Engine {
         });
         let ids: Vec<i64> = rows.iter().flatten().map(|&id| id as i64).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &self.device);
-        self.llama
-            .forward_hidden(
-                ids,
-                &StepInputs {
-                    cos,
-                    sin,
-                    mask,
-                    train: None,
-                },
-                cache,
-            )
+        self.llama.forward_hidden(
+            ids,
+            &StepInputs {
+                cos,
+                sin,
+                mask,
+                train: None,
+            },
+            cache,
+        )
     }
 
     /// Logits `[b][v]` of the last position after a forward pass.

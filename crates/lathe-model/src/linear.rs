@@ -133,7 +133,9 @@ impl Linear {
         let [inp, out] = self.shape();
         let bound = 1.0 / (inp as f32).sqrt();
         let mut rng = StdRng::seed_from_u64(seed ^ self.site.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let a: Vec<f32> = (0..inp * r).map(|_| rng.random_range(-bound..bound)).collect();
+        let a: Vec<f32> = (0..inp * r)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
         self.lora = Some(Lora {
             a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [inp, r]), device)),
             b: Param::from_tensor(Tensor::zeros([r, out], device)),
@@ -172,13 +174,19 @@ impl Linear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>, train: Option<&TrainStep>) -> Tensor<D> {
         let base = match (&self.packed, self.blocks.as_slice()) {
             (Some(packed), _) => {
-                let w = Tensor::from_data(TensorData::new(packed.unpack(), packed.shape()), &x.device());
+                let w = Tensor::from_data(
+                    TensorData::new(packed.unpack(), packed.shape()),
+                    &x.device(),
+                );
                 linear(x.clone(), w, None)
             }
             (None, [single]) => linear(x.clone(), single.val(), None),
             // Autodiff graphs are built on one thread; plain tensors use every core.
             (None, blocks) if x.is_autodiff() => Tensor::cat(
-                blocks.iter().map(|w| linear(x.clone(), w.val(), None)).collect(),
+                blocks
+                    .iter()
+                    .map(|w| linear(x.clone(), w.val(), None))
+                    .collect(),
                 D - 1,
             ),
             (None, blocks) => Tensor::cat(

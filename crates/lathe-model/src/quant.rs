@@ -99,7 +99,11 @@ impl PackedWeight {
                     .zip(&scales)
                     .flat_map(|(block, s)| {
                         block.iter().map(move |v| {
-                            let q = if *s > 0.0 { (v / s * 127.0).round() } else { 0.0 };
+                            let q = if *s > 0.0 {
+                                (v / s * 127.0).round()
+                            } else {
+                                0.0
+                            };
                             q.clamp(-127.0, 127.0) as i8 as u8
                         })
                     })

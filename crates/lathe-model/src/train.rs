@@ -41,13 +41,15 @@ fn mix(mut z: u64) -> u64 {
 fn uniforms(step: &TrainStep, site: u64, n: usize, map: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let base = mix(mix(step.seed ^ mix(step.step)) ^ site);
     let mut out = vec![0f32; n];
-    out.par_chunks_mut(1 << 14).enumerate().for_each(|(c, chunk)| {
-        let start = (c << 14) as u64;
-        for (i, v) in chunk.iter_mut().enumerate() {
-            let u = (mix(base ^ (start + i as u64)) >> 40) as f32 / (1u64 << 24) as f32;
-            *v = map(u);
-        }
-    });
+    out.par_chunks_mut(1 << 14)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let start = (c << 14) as u64;
+            for (i, v) in chunk.iter_mut().enumerate() {
+                let u = (mix(base ^ (start + i as u64)) >> 40) as f32 / (1u64 << 24) as f32;
+                *v = map(u);
+            }
+        });
     out
 }
 
@@ -194,12 +196,28 @@ impl TrainableModel {
         let device = self.engine.device.clone();
         for i in 0..self.engine.llama.layer_count() {
             for name in &targets {
-                let linear = self.engine.llama.projection_mut(i, name).expect("known name");
+                let linear = self
+                    .engine
+                    .llama
+                    .projection_mut(i, name)
+                    .expect("known name");
                 linear.attach_lora(plan.r, plan.scale(), plan.dropout, plan.seed, &device);
                 let [inp, out] = linear.shape();
                 let prefix = format!("model.layers.{i}.{}.{name}", block_of(name));
-                self.push(Slot::LoraA(i, name), format!("{prefix}.lora_A.weight"), vec![inp, plan.r], true, false);
-                self.push(Slot::LoraB(i, name), format!("{prefix}.lora_B.weight"), vec![plan.r, out], true, false);
+                self.push(
+                    Slot::LoraA(i, name),
+                    format!("{prefix}.lora_A.weight"),
+                    vec![inp, plan.r],
+                    true,
+                    false,
+                );
+                self.push(
+                    Slot::LoraB(i, name),
+                    format!("{prefix}.lora_B.weight"),
+                    vec![plan.r, out],
+                    true,
+                    false,
+                );
             }
         }
         Ok(())
@@ -209,11 +227,16 @@ impl TrainableModel {
     /// `patterns` (`""` matches all), except those containing one of `frozen`
     /// (H2O's `freeze_layers`: `embed`, `layer`, `head` or any other text).
     pub fn unfreeze(&mut self, patterns: &[&str], frozen: &[String]) -> Result<()> {
-        let mut candidates: Vec<(Slot, String, bool)> = vec![(Slot::Embed, "model.embed_tokens.weight".into(), false)];
+        let mut candidates: Vec<(Slot, String, bool)> =
+            vec![(Slot::Embed, "model.embed_tokens.weight".into(), false)];
         let llama = &mut self.engine.llama;
         for i in 0..llama.layer_count() {
             let p = format!("model.layers.{i}");
-            candidates.push((Slot::Norm(Some(i), 0), format!("{p}.input_layernorm.weight"), true));
+            candidates.push((
+                Slot::Norm(Some(i), 0),
+                format!("{p}.input_layernorm.weight"),
+                true,
+            ));
             for name in PROJECTIONS {
                 let linear = llama.projection_mut(i, name).expect("known name");
                 if linear.weight_param().is_none() {
@@ -227,7 +250,11 @@ impl TrainableModel {
                     candidates.push((Slot::Bias(i, name), format!("{prefix}.bias"), true));
                 }
             }
-            candidates.push((Slot::Norm(Some(i), 1), format!("{p}.post_attention_layernorm.weight"), true));
+            candidates.push((
+                Slot::Norm(Some(i), 1),
+                format!("{p}.post_attention_layernorm.weight"),
+                true,
+            ));
         }
         candidates.push((Slot::Norm(None, 0), "model.norm.weight".into(), true));
         if !self.tied {
@@ -248,7 +275,14 @@ impl TrainableModel {
         Ok(())
     }
 
-    fn push(&mut self, slot: Slot, name: String, shape: Vec<usize>, transposed: bool, no_decay: bool) {
+    fn push(
+        &mut self,
+        slot: Slot,
+        name: String,
+        shape: Vec<usize>,
+        transposed: bool,
+        no_decay: bool,
+    ) {
         self.slots.push(slot);
         self.params.push(ParamInfo {
             name,
@@ -263,8 +297,18 @@ impl TrainableModel {
         match *slot {
             Slot::LoraA(i, n) => ParamMut::D2(&mut lora_of(llama.projection_mut(i, n)).a),
             Slot::LoraB(i, n) => ParamMut::D2(&mut lora_of(llama.projection_mut(i, n)).b),
-            Slot::Weight(i, n) => ParamMut::D2(llama.projection_mut(i, n).and_then(Linear::weight_param).expect("dense")),
-            Slot::Bias(i, n) => ParamMut::D1(llama.projection_mut(i, n).and_then(Linear::bias_param).expect("bias")),
+            Slot::Weight(i, n) => ParamMut::D2(
+                llama
+                    .projection_mut(i, n)
+                    .and_then(Linear::weight_param)
+                    .expect("dense"),
+            ),
+            Slot::Bias(i, n) => ParamMut::D1(
+                llama
+                    .projection_mut(i, n)
+                    .and_then(Linear::bias_param)
+                    .expect("bias"),
+            ),
             Slot::Norm(layer, which) => ParamMut::D1(llama.norm_mut(layer, which)),
             Slot::Embed => ParamMut::D2(llama.embed_mut()),
             Slot::Head => ParamMut::D2(llama.head_mut().weight_param().expect("dense head")),
@@ -294,10 +338,19 @@ impl TrainableModel {
     /// A tied head is a transposed copy of the embeddings `[v, d]`.
     fn copy_embeddings_to_head(&mut self, embed: &[f32]) {
         let device = self.engine.device.clone();
-        let [v, d] = [self.engine.config().vocab_size, self.engine.config().hidden_size];
+        let [v, d] = [
+            self.engine.config().vocab_size,
+            self.engine.config().hidden_size,
+        ];
         let head = crate::linear::transpose(embed, v, d);
-        let param = self.engine.llama.head_mut().weight_param().expect("dense head");
-        *param = Param::from_tensor(Tensor::from_data(TensorData::new(head, [d, v]), &device)).set_require_grad(false);
+        let param = self
+            .engine
+            .llama
+            .head_mut()
+            .weight_param()
+            .expect("dense head");
+        *param = Param::from_tensor(Tensor::from_data(TensorData::new(head, [d, v]), &device))
+            .set_require_grad(false);
     }
 
     /// Forward and backward pass of one batch: the loss and the gradient of every
@@ -379,7 +432,12 @@ impl TrainableModel {
     }
 }
 
-fn hidden_of(llama: &crate::llama::Llama, batch: &Batch, train: Option<TrainStep>, device: &Device) -> Tensor<3> {
+fn hidden_of(
+    llama: &crate::llama::Llama,
+    batch: &Batch,
+    train: Option<TrainStep>,
+    device: &Device,
+) -> Tensor<3> {
     let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.b, batch.t]), device);
     // Right padding: every row's positions start at 0 and causality hides the padding.
@@ -395,7 +453,9 @@ fn hidden_of(llama: &crate::llama::Llama, batch: &Batch, train: Option<TrainStep
 }
 
 fn lora_of(linear: Option<&mut Linear>) -> &mut crate::linear::Lora {
-    linear.and_then(|l| l.lora.as_mut()).expect("adapter attached")
+    linear
+        .and_then(|l| l.lora.as_mut())
+        .expect("adapter attached")
 }
 
 /// `self_attn` or `mlp`: the block a projection belongs to.
@@ -426,7 +486,9 @@ impl ParamMut<'_> {
             Self::D1(p) => p.val().into_data(),
             Self::D2(p) => p.val().into_data(),
         };
-        data.convert::<f32>().try_to_vec::<f32>().expect("f32 values")
+        data.convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 values")
     }
 
     fn grad(&self, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
@@ -434,7 +496,11 @@ impl ParamMut<'_> {
             Self::D1(p) => p.val().grad(grads)?.into_data(),
             Self::D2(p) => p.val().grad(grads)?.into_data(),
         };
-        Some(data.convert::<f32>().try_to_vec::<f32>().expect("f32 values"))
+        Some(
+            data.convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 values"),
+        )
     }
 
     fn set_trainable(&mut self, trainable: bool) {
@@ -447,8 +513,18 @@ impl ParamMut<'_> {
     fn set(&mut self, values: Vec<f32>, device: &Device) {
         let shape = self.shape();
         match self {
-            Self::D1(p) => **p = Param::from_tensor(Tensor::from_data(TensorData::new(values, [shape[0]]), device)),
-            Self::D2(p) => **p = Param::from_tensor(Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)),
+            Self::D1(p) => {
+                **p = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(values, [shape[0]]),
+                    device,
+                ))
+            }
+            Self::D2(p) => {
+                **p = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(values, [shape[0], shape[1]]),
+                    device,
+                ))
+            }
         }
     }
 }
@@ -465,12 +541,22 @@ struct HeadOutput {
 /// Cross-entropy of next-token predictions from `hidden` `[b, t, d]` (plain tensor)
 /// through the head `[d, v]`, only at positions whose next token carries weight, in
 /// chunks; with its analytic gradient `w · (softmax − onehot)`.
-fn head_loss(hidden: Tensor<3>, head: &Tensor<2>, batch: &Batch, grads: bool, head_grad: bool) -> HeadOutput {
+fn head_loss(
+    hidden: Tensor<3>,
+    head: &Tensor<2>,
+    batch: &Batch,
+    grads: bool,
+    head_grad: bool,
+) -> HeadOutput {
     let [b, t, d] = hidden.dims();
     let head = head.clone().inner();
     let v = head.dims()[1];
     let device = head.device();
-    let h: Vec<f32> = hidden.into_data().convert::<f32>().try_to_vec().expect("f32");
+    let h: Vec<f32> = hidden
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("f32");
     // (source position, target token, weight, target position)
     let active: Vec<(usize, u32, f32, usize)> = (0..b)
         .flat_map(|r| (1..t).map(move |j| (r, j)))
@@ -482,7 +568,11 @@ fn head_loss(hidden: Tensor<3>, head: &Tensor<2>, batch: &Batch, grads: bool, he
         .collect();
     let mut nll = vec![0f32; b * t];
     let mut loss = 0f64;
-    let mut dh = if grads { vec![0f32; b * t * d] } else { Vec::new() };
+    let mut dh = if grads {
+        vec![0f32; b * t * d]
+    } else {
+        Vec::new()
+    };
     let mut head_acc: Option<Tensor<2>> = None;
     let head_t = grads.then(|| head.clone().transpose());
     let rows_per_chunk = (LOGITS_CHUNK / v).max(1);
@@ -493,7 +583,12 @@ fn head_loss(hidden: Tensor<3>, head: &Tensor<2>, batch: &Batch, grads: bool, he
             hc.extend_from_slice(&h[src * d..(src + 1) * d]);
         }
         let hc = Tensor::<2>::from_data(TensorData::new(hc, [c, d]), &device);
-        let mut logits: Vec<f32> = hc.clone().matmul(head.clone()).into_data().try_to_vec().expect("f32");
+        let mut logits: Vec<f32> = hc
+            .clone()
+            .matmul(head.clone())
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
         let row_nll: Vec<(f64, f32)> = logits
             .par_chunks_mut(v)
             .zip(chunk.par_iter())

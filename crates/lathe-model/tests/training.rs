@@ -41,7 +41,11 @@ fn batch() -> Batch {
         .map(|i| {
             let (r, j) = (i / t, i % t);
             let len = if r == 0 { t } else { 8 };
-            if j >= 1 && j < len { 1.0 } else { 0.0 }
+            if j >= 1 && j < len {
+                1.0
+            } else {
+                0.0
+            }
         })
         .collect();
     Batch { b, t, ids, weights }
@@ -71,7 +75,9 @@ fn randomize(model: &mut TrainableModel, seed: u64, b_scale: f32, keep_a: bool) 
             } else {
                 0.3
             };
-            (0..p.shape.iter().product()).map(|_| rng.random_range(-scale..scale)).collect()
+            (0..p.shape.iter().product())
+                .map(|_| rng.random_range(-scale..scale))
+                .collect()
         })
         .collect();
     model.set_values(&values);
@@ -143,14 +149,22 @@ fn gradients_match_finite_differences() {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
 
 /// Lowest per-tensor cosine between adapter gradients of `dtype` and of f32.
-fn lowest_cosine(names: &[String], reference: &[Vec<f32>], quantized: &[Vec<f32>]) -> (f64, String) {
+fn lowest_cosine(
+    names: &[String],
+    reference: &[Vec<f32>],
+    quantized: &[Vec<f32>],
+) -> (f64, String) {
     let mut worst = (1.0f64, String::new());
     for ((name, r), q) in names.iter().zip(reference).zip(quantized) {
         assert!(r.iter().any(|v| *v != 0.0), "{name}: no gradient in f32");
@@ -196,10 +210,7 @@ fn quantized_demo_model_gradients_match_f32() {
     assert!(path.is_file(), "run scripts/fetch-demo-model.sh first");
     let spec = path.to_str().unwrap();
     let engine = lathe_model::loader::load(spec).unwrap();
-    let ids = engine
-        .tokenizer
-        .encode(PASSAGE, false)
-        .unwrap();
+    let ids = engine.tokenizer.encode(PASSAGE, false).unwrap();
     let t = ids.len();
     let batch = Batch {
         b: 1,
@@ -217,12 +228,22 @@ fn quantized_demo_model_gradients_match_f32() {
     };
     let (names, reference) = grads(BaseDtype::F32);
     assert_eq!(names.len(), 2 * 7 * 30);
-    for (dtype, floor) in [(BaseDtype::Bf16, 0.999), (BaseDtype::Int8, 0.98), (BaseDtype::Int4, 0.3)] {
+    for (dtype, floor) in [
+        (BaseDtype::Bf16, 0.999),
+        (BaseDtype::Int8, 0.98),
+        (BaseDtype::Int4, 0.3),
+    ] {
         let (_, quantized) = grads(dtype);
         let worst = lowest_cosine(&names, &reference, &quantized);
         let layers = layer_cosines(&names, &reference, &quantized);
-        eprintln!("{dtype:?}: lowest adapter-gradient cosine {:.5} ({})", worst.0, worst.1);
-        eprintln!("{dtype:?}: per layer {:?}", layers.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>());
+        eprintln!(
+            "{dtype:?}: lowest adapter-gradient cosine {:.5} ({})",
+            worst.0, worst.1
+        );
+        eprintln!(
+            "{dtype:?}: per layer {:?}",
+            layers.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>()
+        );
         // Per layer: the quantized model is a slightly different function, and single
         // attention-adapter tensors are the most sensitive part of it.
         for (layer, c) in layers.iter().enumerate() {
@@ -253,7 +274,15 @@ fn adapter_gradients_flow_through_quantized_base_weights() {
     ] {
         let (_, quantized) = grads(dtype);
         let worst = lowest_cosine(&names, &reference, &quantized);
-        eprintln!("{dtype:?}: lowest adapter-gradient cosine {:.5} ({})", worst.0, worst.1);
-        assert!(worst.0 >= floor, "{dtype:?}: cosine {} at {}", worst.0, worst.1);
+        eprintln!(
+            "{dtype:?}: lowest adapter-gradient cosine {:.5} ({})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 >= floor,
+            "{dtype:?}: cosine {} at {}",
+            worst.0,
+            worst.1
+        );
     }
 }

@@ -1,1 +1,11 @@
+//! Lathe's training loop: optimizers, schedules, losses, validation, checkpoints with
+//! exact resume, and the run folder's events and status.
 
+pub mod checkpoint;
+mod error;
+pub mod optim;
+pub mod run;
+mod trainer;
+
+pub use error::{Result, TrainError};
+pub use trainer::{run_folder, train, Summary, TrainedModel};

@@ -1,0 +1,695 @@
+//! The training loop of the causal language modeling problem type.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use lathe_config::Config;
+use lathe_data::{read_samples, split, Encoded, Renderer, Table, TextEncoder};
+use lathe_model::loader::load_for_training;
+use lathe_model::quant::BaseDtype;
+use lathe_model::train::{Batch, LoraPlan, TrainStep, TrainableModel};
+use lathe_model::Tokenizer;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::json;
+
+use crate::checkpoint::{self, AdapterConfig, Position};
+use crate::error::{Result, TrainError};
+use crate::optim::{clip_global_norm, learning_rate, Optimizer, OptimizerSettings};
+use crate::run::{now, RunDir};
+
+/// The backbone's tokenizer as `lathe-data` sees it.
+struct Encoder<'a>(&'a Tokenizer);
+
+impl TextEncoder for Encoder<'_> {
+    fn encode_text(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
+        self.0.encode(text, false).map_err(|e| e.to_string())
+    }
+    fn eos_text(&self) -> Option<String> {
+        self.0.eos_token.clone()
+    }
+}
+
+/// What a finished run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Optimizer steps done.
+    pub steps: u64,
+    /// Validation perplexity before the first step (when measured) and at the end.
+    pub perplexity_before: Option<f64>,
+    /// Validation perplexity at the end.
+    pub perplexity_after: Option<f64>,
+    /// The last training loss.
+    pub last_loss: Option<f64>,
+}
+
+/// Settings checks that end a run before it starts, and warnings for settings that
+/// have no effect here.
+fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
+    let c = config;
+    let refuse = |what: &str| Err(TrainError::Invalid(format!("{what} is not supported yet")));
+    if c.general.problem_type != "text_causal_language_modeling" {
+        return refuse(&format!("problem_type {}", c.general.problem_type));
+    }
+    if c.training.use_dora {
+        return refuse("training.use_dora (DoRA)");
+    }
+    if c.tokenizer.add_prompt_answer_tokens {
+        return refuse("tokenizer.add_prompt_answer_tokens");
+    }
+    for (key, v) in [
+        (
+            "augmentation.token_mask_probability",
+            c.augmentation.token_mask_probability,
+        ),
+        (
+            "augmentation.skip_parent_probability",
+            c.augmentation.skip_parent_probability,
+        ),
+        (
+            "augmentation.random_parent_probability",
+            c.augmentation.random_parent_probability,
+        ),
+    ] {
+        if v > 0.0 {
+            return refuse(key);
+        }
+    }
+    for (path, value) in c.gpu_only_settings_in_use() {
+        log(&format!(
+            "note: {path} = {value} applies to GPUs only; not applicable on this CPU"
+        ));
+    }
+    if c.architecture.gradient_checkpointing {
+        log("note: architecture.gradient_checkpointing is not implemented yet; activations are kept");
+    }
+    if c.prediction.metric != "Perplexity" {
+        log(&format!(
+            "note: prediction.metric {} is not implemented yet; validating with Perplexity",
+            c.prediction.metric
+        ));
+    }
+    if c.training.optimizer == "AdamW8bit" {
+        log("note: training.optimizer AdamW8bit (bitsandbytes, GPU) runs as AdamW here");
+    }
+    if c.logging.logger != "None" {
+        log(&format!(
+            "note: logging.logger {} is not available; metrics are in events.jsonl",
+            c.logging.logger
+        ));
+    }
+    Ok(())
+}
+
+/// Micro-batches of sample indices for one epoch, shuffled by `(seed, epoch)`.
+fn epoch_batches(
+    n: usize,
+    batch: usize,
+    drop_last: bool,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    ));
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch).map(<[usize]>::to_vec).collect();
+    if drop_last && n >= batch && batches.last().is_some_and(|b| b.len() < batch) {
+        batches.pop();
+    }
+    batches
+}
+
+/// Pads samples on the right to a common length (the `quantile` of their lengths; longer
+/// samples keep their end) and weighs the loss per the loss function.
+fn make_batch(
+    samples: &[&Encoded],
+    pad: u32,
+    quantile: f64,
+    max_length: usize,
+    per_sample: bool,
+    scale: f32,
+) -> Batch {
+    let mut lengths: Vec<usize> = samples.iter().map(|s| s.input_ids.len()).collect();
+    lengths.sort_unstable();
+    let t = if quantile <= 0.0 {
+        max_length
+    } else {
+        let at = ((lengths.len() as f64 - 1.0) * quantile).round() as usize;
+        lengths[at.min(lengths.len() - 1)]
+    }
+    .max(2);
+    let b = samples.len();
+    let mut ids = vec![pad; b * t];
+    let mut weights = vec![0f32; b * t];
+    let tokens: usize = samples
+        .iter()
+        .map(|s| {
+            let cut = s.input_ids.len().saturating_sub(t);
+            s.loss_mask[cut..].iter().skip(1).filter(|m| **m).count()
+        })
+        .sum();
+    for (r, s) in samples.iter().enumerate() {
+        let cut = s.input_ids.len().saturating_sub(t);
+        let (row_ids, row_mask) = (&s.input_ids[cut..], &s.loss_mask[cut..]);
+        let n_loss = row_mask.iter().skip(1).filter(|m| **m).count().max(1);
+        for (j, (&id, &m)) in row_ids.iter().zip(row_mask).enumerate() {
+            ids[r * t + j] = id;
+            if m && j > 0 {
+                weights[r * t + j] = scale
+                    * if per_sample {
+                        1.0 / (n_loss * b) as f32
+                    } else {
+                        1.0 / tokens.max(1) as f32
+                    };
+            }
+        }
+    }
+    Batch { b, t, ids, weights }
+}
+
+/// Validation loss (token-averaged) and perplexity (mean over samples of exp(mean nll)).
+fn validate(
+    model: &TrainableModel,
+    samples: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+) -> (f64, f64) {
+    let (mut nll_sum, mut tokens, mut ppl_sum) = (0f64, 0usize, 0f64);
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let batch = make_batch(&refs, pad, 1.0, usize::MAX, true, 1.0);
+        let out = model.eval_batch(&batch);
+        for r in 0..batch.b {
+            let row = r * batch.t..(r + 1) * batch.t;
+            let (mut s, mut n) = (0f64, 0usize);
+            for j in row {
+                if batch.weights[j] > 0.0 {
+                    s += out.nll[j] as f64;
+                    n += 1;
+                }
+            }
+            nll_sum += s;
+            tokens += n;
+            ppl_sum += (s / n.max(1) as f64).exp();
+        }
+    }
+    (
+        nll_sum / tokens.max(1) as f64,
+        ppl_sum / samples.len().max(1) as f64,
+    )
+}
+
+/// Trains per `config` into `run` (a fresh folder, or one to resume when `resume`).
+/// `stop` ends the run cleanly (checkpoint, status `stopped`) at the next step.
+pub fn train(config: &Config, run_path: &Path, resume: bool, stop: &AtomicBool) -> Result<Summary> {
+    let mut run = RunDir::open(run_path)?;
+    run.status("running", "")?;
+    let started = Instant::now();
+    let result = run_loop(config, &mut run, resume, stop);
+    let elapsed = started.elapsed().as_secs();
+    let runtime = format!(
+        "Runtime: {:02}:{:02}:{:02}",
+        elapsed / 3600,
+        elapsed / 60 % 60,
+        elapsed % 60
+    );
+    match &result {
+        Ok((summary, true)) => {
+            run.log(&format!("stopped after step {}", summary.steps));
+            run.status("stopped", &format!("stopped by the user; {runtime}"))?;
+        }
+        Ok((_, false)) => run.status("finished", &runtime)?,
+        Err(e) => {
+            run.log_file(&format!("error: {e}"));
+            run.status("failed", &e.to_string())?;
+        }
+    }
+    result.map(|(summary, _)| summary)
+}
+
+fn read_split(
+    config: &Config,
+    run: &mut RunDir,
+) -> Result<(Vec<lathe_data::Sample>, Vec<lathe_data::Sample>)> {
+    let d = &config.dataset;
+    let table = Table::read(Path::new(&d.train_dataframe))?;
+    let set = read_samples(&table, d)?;
+    if set.dropped_without_prompt > 0 {
+        run.log(&format!(
+            "warning: {} rows of {} have no prompt and were left out",
+            set.dropped_without_prompt,
+            table.path.display()
+        ));
+    }
+    let validation = match (&d.validation_strategy[..], &d.validation_dataframe) {
+        ("custom", Some(path)) => Some(read_samples(&Table::read(Path::new(path))?, d)?.samples),
+        _ => None,
+    };
+    Ok(split(
+        set.samples,
+        validation,
+        d,
+        config.training.train_validation_data,
+    )?)
+}
+
+/// The loop; returns the summary and whether it was stopped early.
+fn run_loop(
+    config: &Config,
+    run: &mut RunDir,
+    resume: bool,
+    stop: &AtomicBool,
+) -> Result<(Summary, bool)> {
+    let t = &config.training;
+    preflight(config, &mut |line| run.log(line))?;
+    let dtype = BaseDtype::parse(&config.architecture.backbone_dtype).expect("validated choice");
+    let restored_position = if resume {
+        Some(checkpoint::latest(&run.path).ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "{}: no checkpoint to resume from",
+                run.path.display()
+            ))
+        })?)
+    } else {
+        None
+    };
+    let seed = config.environment.seed as u64;
+    let (train_samples, valid_samples) = read_split(config, run)?;
+    run.log(&format!(
+        "data: {} training and {} validation samples from {}",
+        train_samples.len(),
+        valid_samples.len(),
+        config.dataset.train_dataframe
+    ));
+    run.log(&format!(
+        "model: loading {} ({})",
+        config.general.llm_backbone, config.architecture.backbone_dtype
+    ));
+    let (mut model, adapter) = build_model(config, dtype, seed)?;
+    let params = model.params().to_vec();
+    let trainable: usize = params
+        .iter()
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
+    run.log(&format!(
+        "trainable: {} tensors, {trainable} values",
+        params.len()
+    ));
+    let differential: Vec<&str> = t
+        .differential_learning_rate_layers
+        .iter()
+        .map(|l| layer_pattern(l))
+        .collect();
+    let lr_scale: Vec<f64> = params
+        .iter()
+        .map(|p| {
+            if differential.iter().any(|d| p.name.contains(d)) {
+                t.differential_learning_rate / t.learning_rate
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let no_decay: Vec<bool> = params.iter().map(|p| p.no_decay).collect();
+
+    let tokenizer = &model.engine().tokenizer;
+    let encoder = Encoder(tokenizer);
+    let max_length = config.tokenizer.max_length as usize;
+    let renderer = Renderer::new(&config.dataset, max_length, &encoder);
+    let encode = |samples: &[lathe_data::Sample]| -> Result<Vec<Encoded>> {
+        samples
+            .iter()
+            .map(|s| Ok(renderer.encode_sample(s)?))
+            .collect()
+    };
+    let train_set = encode(&train_samples)?;
+    let valid_set = encode(&valid_samples)?;
+    let truncated = train_set.iter().filter(|e| e.truncated).count();
+    if truncated > 0 {
+        run.log(&format!(
+            "warning: {truncated} training samples were longer than tokenizer.max_length = {max_length} and were cut (prompts keep their end, answers their start)"
+        ));
+    }
+    let pad = model
+        .engine()
+        .generation_defaults
+        .eos_token_ids
+        .first()
+        .copied()
+        .unwrap_or(0);
+
+    let batch_size = t.batch_size as usize;
+    let accumulation = t.grad_accumulation as u64;
+    let steps_per_epoch =
+        epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, 0).len() as u64;
+    let total_micro = steps_per_epoch * t.epochs as u64;
+    let total_steps = (total_micro / accumulation).max(1);
+    let warmup = (t.warmup_epochs * steps_per_epoch as f64 / accumulation as f64) as u64;
+    let eval_every = ((steps_per_epoch as f64 * t.evaluation_epochs) as u64).max(1);
+    let per_sample = t.loss_function == "SampleAveragedCrossEntropy";
+    let mut optimizer = Optimizer::new(
+        OptimizerSettings {
+            kind: t.optimizer.replace("AdamW8bit", "AdamW"),
+            weight_decay: t.weight_decay as f32,
+        },
+        params.len(),
+    );
+    let mut values = model.values();
+    let mut position = Position {
+        step: 0,
+        micro_step: 0,
+        seed,
+        best_metric: None,
+    };
+    if let Some(dir) = restored_position {
+        let restored = checkpoint::load(&dir, &params)?;
+        values = restored.values;
+        optimizer.state = restored.state;
+        optimizer.steps = restored.optimizer_steps;
+        position = restored.position;
+        model.set_values(&values);
+        run.log(&format!(
+            "resumed from {} at step {}",
+            dir.display(),
+            position.step
+        ));
+    }
+    run.log(&format!(
+        "training: {} epochs × {steps_per_epoch} micro-batches of {batch_size}, {total_steps} optimizer steps",
+        t.epochs
+    ));
+
+    let save = |run: &RunDir,
+                name: &str,
+                values: &[Vec<f32>],
+                optimizer: &Optimizer,
+                position: &Position| {
+        checkpoint::save(
+            &run.path.join(name),
+            &params,
+            values,
+            optimizer,
+            position,
+            adapter.as_ref(),
+        )
+    };
+    let mut summary = Summary {
+        steps: position.step,
+        perplexity_before: None,
+        perplexity_after: None,
+        last_loss: None,
+    };
+    let validation =
+        |run: &mut RunDir, model: &TrainableModel, position: &Position| -> (f64, f64) {
+            let bs = match config.prediction.batch_size_inference {
+                0 => batch_size,
+                n => n as usize,
+            };
+            let (loss, ppl) = validate(model, &valid_set, bs, pad);
+            run.event(
+                json!({"type": "validation", "step": position.step, "time": now(),
+            "epoch": position.micro_step as f64 / steps_per_epoch.max(1) as f64,
+            "loss": loss, "perplexity": ppl}),
+            );
+            run.log(&format!(
+                "validation at step {}: loss {loss:.4}, perplexity {ppl:.3}",
+                position.step
+            ));
+            (loss, ppl)
+        };
+    if position.micro_step == 0
+        && (t.evaluate_before_training || t.epochs == 0)
+        && !valid_set.is_empty()
+    {
+        summary.perplexity_before = Some(validation(run, &model, &position).1);
+    }
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total_steps);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps · {msg} · ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(position.step);
+        bar
+    });
+    let mut grads_acc: Option<Vec<Vec<f32>>> = None;
+    let mut window = (Instant::now(), 0usize);
+    let mut stopped = false;
+    while position.micro_step < total_micro {
+        let epoch = position.micro_step / steps_per_epoch;
+        let batches = epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, epoch);
+        let index = (position.micro_step % steps_per_epoch) as usize;
+        let refs: Vec<&Encoded> = batches[index].iter().map(|&i| &train_set[i]).collect();
+        let batch = make_batch(
+            &refs,
+            pad,
+            config.tokenizer.padding_quantile,
+            max_length,
+            per_sample,
+            1.0 / accumulation as f32,
+        );
+        let step = TrainStep {
+            seed,
+            step: position.micro_step,
+            hidden_dropout: config.architecture.intermediate_dropout as f32,
+            neftune_alpha: config.augmentation.neftune_noise_alpha as f32,
+        };
+        let (loss, grads) = model.train_batch(&batch, &step);
+        let batch_loss = loss.loss * accumulation as f64;
+        if !batch_loss.is_finite() {
+            return Err(TrainError::Diverged(position.step + 1));
+        }
+        window.1 += batch.b * batch.t;
+        grads_acc = Some(match grads_acc.take() {
+            None => grads,
+            Some(mut acc) => {
+                acc.iter_mut()
+                    .zip(&grads)
+                    .for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(x, y)| *x += y));
+                acc
+            }
+        });
+        position.micro_step += 1;
+        if !position.micro_step.is_multiple_of(accumulation) && position.micro_step < total_micro {
+            continue;
+        }
+        let mut grads = grads_acc.take().expect("accumulated");
+        let grad_norm = clip_global_norm(&mut grads, t.gradient_clip as f32);
+        let lr = learning_rate(
+            &t.schedule,
+            t.learning_rate,
+            position.step,
+            total_steps,
+            warmup,
+            t.min_learning_rate_ratio,
+        );
+        let lrs: Vec<f32> = lr_scale.iter().map(|s| (lr * s) as f32).collect();
+        optimizer.step(&mut values, &grads, &lrs, &no_decay);
+        model.set_values(&values);
+        position.step += 1;
+        let tokens_per_s = window.1 as f64 / window.0.elapsed().as_secs_f64();
+        window = (Instant::now(), 0);
+        summary.last_loss = Some(batch_loss);
+        run.event(
+            json!({"type": "train", "step": position.step, "time": now(),
+            "epoch": position.micro_step as f64 / steps_per_epoch as f64,
+            "loss": batch_loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s}),
+        );
+        match &progress {
+            Some(bar) => {
+                bar.set_position(position.step);
+                bar.set_message(format!("loss {batch_loss:.4} · {tokens_per_s:.0} tokens/s"));
+            }
+            None => run.log(&format!(
+                "step {}/{total_steps}: loss {batch_loss:.4}, lr {lr:.3e}, {tokens_per_s:.0} tokens/s",
+                position.step
+            )),
+        }
+        let evaluate = position.micro_step / eval_every
+            != (position.micro_step - accumulation.min(position.micro_step)) / eval_every
+            || position.micro_step == total_micro;
+        if evaluate {
+            let mode = t.save_checkpoint.as_str();
+            if mode == "last" || mode == "each_evaluation_epoch" {
+                save(run, "checkpoint", &values, &optimizer, &position)?;
+            }
+            if !valid_set.is_empty() {
+                let (_, ppl) = validation(run, &model, &position);
+                summary.perplexity_after = Some(ppl);
+                if mode == "best" && position.best_metric.is_none_or(|b| ppl < b) {
+                    position.best_metric = Some(ppl);
+                    save(run, "checkpoint", &values, &optimizer, &position)?;
+                }
+            }
+            if mode == "each_evaluation_epoch" {
+                save(
+                    run,
+                    &format!("epoch_{epoch}_step_{}", position.step),
+                    &values,
+                    &optimizer,
+                    &position,
+                )?;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            if t.save_checkpoint != "disable" {
+                save(run, "checkpoint", &values, &optimizer, &position)?;
+            }
+            stopped = true;
+            break;
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish();
+    }
+    if t.epochs == 0 && t.save_checkpoint != "disable" {
+        save(run, "checkpoint", &values, &optimizer, &position)?;
+    }
+    summary.steps = position.step;
+    Ok((summary, stopped))
+}
+
+/// Loads the backbone and marks what trains: LoRA adapters (plus `lora_unfreeze_layers`)
+/// or, without LoRA, every base tensor except `freeze_layers`.
+fn build_model(
+    config: &Config,
+    dtype: BaseDtype,
+    seed: u64,
+) -> Result<(TrainableModel, Option<AdapterConfig>)> {
+    let t = &config.training;
+    let engine = load_for_training(&config.general.llm_backbone, dtype)?;
+    let mut model = TrainableModel::new(engine);
+    let targets: Vec<String> = t
+        .lora_target_modules
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if !t.lora {
+        let frozen: Vec<String> = t
+            .freeze_layers
+            .iter()
+            .map(|l| layer_pattern(l).to_string())
+            .collect();
+        model.unfreeze(&[""], &frozen)?;
+        return Ok((model, None));
+    }
+    model.add_lora(&LoraPlan {
+        r: t.lora_r as usize,
+        alpha: t.lora_alpha as f32,
+        rslora: t.use_rslora,
+        dropout: t.lora_dropout as f32,
+        targets: targets.clone(),
+        seed,
+    })?;
+    let unfreeze: Vec<&str> = t
+        .lora_unfreeze_layers
+        .iter()
+        .map(|l| layer_pattern(l))
+        .collect();
+    if !unfreeze.is_empty() {
+        model.unfreeze(&unfreeze, &[])?;
+    }
+    let adapter = AdapterConfig {
+        base_model: config.general.llm_backbone.clone(),
+        r: t.lora_r as usize,
+        alpha: t.lora_alpha as f32,
+        dropout: t.lora_dropout as f32,
+        targets: if targets.is_empty() {
+            lathe_model::llama::PROJECTIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            targets
+        },
+        rslora: t.use_rslora,
+    };
+    Ok((model, Some(adapter)))
+}
+
+/// A trained run ready to answer: the backbone with the run's trained weights, and the
+/// run's settings (its prompt format).
+pub struct TrainedModel {
+    /// The model.
+    pub engine: lathe_model::Engine,
+    /// The run's `cfg.yaml`.
+    pub config: Config,
+}
+
+impl TrainedModel {
+    /// Loads the last checkpoint of the run folder `run` (base weights in f32).
+    pub fn load(run: &Path) -> Result<Self> {
+        let cfg = run.join("cfg.yaml");
+        let config = Config::from_yaml_file(&cfg)?.config;
+        let dir = checkpoint::latest(run).ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "{}: the run has no checkpoint (yet)",
+                run.display()
+            ))
+        })?;
+        let seed = config.environment.seed.max(0) as u64;
+        let (mut model, _) = build_model(&config, BaseDtype::F32, seed)?;
+        let params = model.params().to_vec();
+        model.set_values(&checkpoint::load(&dir, &params)?.values);
+        Ok(Self {
+            engine: model.into_engine(),
+            config,
+        })
+    }
+
+    /// The prompt text for a conversation in the run's format: earlier `(prompt,
+    /// answer)` turns, then `user`, ending where the answer starts.
+    pub fn prompt(&self, system: Option<&str>, history: &[(String, String)], user: &str) -> String {
+        let encoder = Encoder(&self.engine.tokenizer);
+        let d = &self.config.dataset;
+        let renderer = Renderer::new(d, self.config.tokenizer.max_length as usize, &encoder);
+        let eos = if d.add_eos_token_to_answer {
+            self.engine.tokenizer.eos_token.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut text = String::new();
+        for (i, (p, a)) in history.iter().enumerate() {
+            text.push_str(&renderer.prompt_text(if i == 0 { system } else { None }, p));
+            text.push_str(a);
+            text.push_str(&eos);
+        }
+        text.push_str(&renderer.prompt_text(if history.is_empty() { system } else { None }, user));
+        text
+    }
+
+    /// Stop strings of the run's prompt format.
+    pub fn stop_strings(&self) -> Vec<String> {
+        let encoder = Encoder(&self.engine.tokenizer);
+        Renderer::new(&self.config.dataset, 1, &encoder).stop_strings()
+    }
+}
+
+/// H2O's layer names for freezing and differential learning rates, as name texts.
+fn layer_pattern(layer: &str) -> &str {
+    match layer {
+        "embed" => "embed_tokens",
+        "head" => "lm_head",
+        "layer" => "layers.",
+        "backbone" => "model.",
+        other => other,
+    }
+}
+
+/// A run folder for `config`: `output_directory`, else `output/<experiment_name>`.
+pub fn run_folder(config: &Config) -> PathBuf {
+    if config.general.output_directory.is_empty() {
+        PathBuf::from("output").join(&config.general.experiment_name)
+    } else {
+        PathBuf::from(&config.general.output_directory)
+    }
+}

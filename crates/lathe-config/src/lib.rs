@@ -120,7 +120,7 @@ impl Config {
         value: &Value,
         origin: &str,
     ) -> Result<bool, ConfigError> {
-        let Some(spec) = Config::schema().into_iter().find(|s| s.path() == path) else {
+        let Some(spec) = settings::spec(path) else {
             return Ok(false);
         };
         let invalid = |allowed: String| ConfigError::Invalid {
@@ -129,15 +129,18 @@ impl Config {
             value: value_text(value),
             allowed,
         };
-        let mut candidate = self.clone();
-        match candidate.set_unchecked(path, value) {
+        let previous = self.get(path).unwrap_or(Value::Null);
+        match self.set_unchecked(path, value) {
             None => return Ok(false),
             Some(Err(expected)) => return Err(invalid(expected)),
             Some(Ok(())) => {}
         }
-        let typed = candidate.get(path).unwrap_or(Value::Null);
-        spec.check(&typed).map_err(invalid)?;
-        *self = candidate;
+        let typed = self.get(path).unwrap_or(Value::Null);
+        if let Err(allowed) = spec.check(&typed) {
+            // A rejected value changes nothing.
+            self.set_unchecked(path, &previous);
+            return Err(invalid(allowed));
+        }
         Ok(true)
     }
 

@@ -466,6 +466,15 @@ impl Config {
     }
 }
 
+/// The setting at `group.key` (schema built once).
+pub(crate) fn spec(path: &str) -> Option<&'static Spec> {
+    static SCHEMA: std::sync::OnceLock<Vec<Spec>> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(Config::schema)
+        .iter()
+        .find(|s| s.path() == path)
+}
+
 /// `"training.epochs"` → `("training", "epochs")`; `"llm_backbone"` → `("", "llm_backbone")`.
 fn split_path(path: &str) -> (&str, &str) {
     path.split_once('.').unwrap_or(("", path))

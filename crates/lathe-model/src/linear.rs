@@ -221,7 +221,7 @@ impl Linear {
 }
 
 /// `[rows, cols]` row-major → `[cols, rows]` row-major, in cache-sized tiles.
-pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
     let mut out = vec![0f32; values.len()];
     for r0 in (0..rows).step_by(TILE) {

@@ -395,25 +395,13 @@ impl TrainableModel {
         (out.loss, grads)
     }
 
-    /// Loss of a batch without gradients (validation).
-    pub fn eval_batch(&self, batch: &Batch) -> BatchLoss {
-        let inference = self.engine.llama.valid();
-        let device = self.engine.device.clone().inner();
-        let hidden = hidden_of(&inference, batch, None, &device);
-        let head = self.head_weight().inner();
-        head_loss(hidden, &head, batch, false, false).loss
-    }
-
-    /// Runs `f` with an inference copy of the current model (no autodiff), for
-    /// validation answers and chat.
-    pub fn with_inference<R>(&mut self, f: impl FnOnce(&Engine) -> R) -> R {
-        let inference = self.engine.llama.valid();
-        let training = std::mem::replace(&mut self.engine.llama, inference);
-        let device = std::mem::replace(&mut self.engine.device, Device::flex());
-        let result = f(&self.engine);
-        self.engine.llama = training;
-        self.engine.device = device;
-        result
+    /// A frozen inference copy of the current weights (no autodiff), for validation:
+    /// made once per validation pass, not per batch.
+    pub fn evaluator(&self) -> Evaluator {
+        Evaluator {
+            llama: self.engine.llama.valid(),
+            device: self.engine.device.clone().inner(),
+        }
     }
 
     /// The trained model as an inference engine.
@@ -429,6 +417,20 @@ impl TrainableModel {
 
     fn hidden(&self, batch: &Batch, train: Option<TrainStep>, device: &Device) -> Tensor<3> {
         hidden_of(&self.engine.llama, batch, train, device)
+    }
+}
+
+/// An inference copy of a [`TrainableModel`] that computes losses without gradients.
+pub struct Evaluator {
+    llama: crate::llama::Llama,
+    device: Device,
+}
+
+impl Evaluator {
+    /// Loss of a batch.
+    pub fn loss(&self, batch: &Batch) -> BatchLoss {
+        let hidden = hidden_of(&self.llama, batch, None, &self.device);
+        head_loss(hidden, &self.llama.head_weight(), batch, false, false).loss
     }
 }
 
@@ -460,7 +462,7 @@ fn lora_of(linear: Option<&mut Linear>) -> &mut crate::linear::Lora {
 
 /// `self_attn` or `mlp`: the block a projection belongs to.
 fn block_of(name: &str) -> &'static str {
-    if name.ends_with("_proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&name) {
+    if ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&name) {
         "self_attn"
     } else {
         "mlp"

@@ -90,7 +90,7 @@ fn chunked_loss_matches_the_inference_logits() {
     let engine = load_folder(dir.path()).unwrap();
     let model = trainable(dir.path(), BaseDtype::F32);
     let batch = batch();
-    let measured = model.eval_batch(&batch);
+    let measured = model.evaluator().loss(&batch);
     let mut expected = 0f64;
     for r in 0..batch.b {
         let row = &batch.ids[r * batch.t..(r + 1) * batch.t];
@@ -130,7 +130,7 @@ fn gradients_match_finite_differences() {
                 let mut v = base.clone();
                 v[k][idx] += delta;
                 model.set_values(&v);
-                model.eval_batch(&batch).loss
+                model.evaluator().loss(&batch).loss
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
             let analytic = grads[k][idx] as f64;

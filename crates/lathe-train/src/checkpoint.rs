@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lathe_model::linear::transpose;
 use lathe_model::train::ParamInfo;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
@@ -80,18 +81,6 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
         .collect())
 }
 
-/// `[rows, cols]` → `[cols, rows]`.
-fn transposed(values: &[f32], shape: &[usize]) -> (Vec<usize>, Vec<f32>) {
-    let (rows, cols) = (shape[0], shape[1]);
-    let mut out = vec![0f32; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    (vec![cols, rows], out)
-}
-
 /// The file a weight lives in, and its name there.
 fn exported_name(info: &ParamInfo, lora: bool) -> String {
     if lora && info.name.contains(".lora_") {
@@ -118,7 +107,8 @@ pub fn save(
         let mut state = BTreeMap::new();
         for (k, (info, v)) in params.iter().zip(values).enumerate() {
             let (shape, hf) = if info.transposed {
-                transposed(v, &info.shape)
+                let [rows, cols] = [info.shape[0], info.shape[1]];
+                (vec![cols, rows], transpose(v, rows, cols))
             } else {
                 (info.shape.clone(), v.clone())
             };

@@ -178,11 +178,12 @@ fn validate(
     batch_size: usize,
     pad: u32,
 ) -> (f64, f64) {
+    let evaluator = model.evaluator();
     let (mut nll_sum, mut tokens, mut ppl_sum) = (0f64, 0usize, 0f64);
     for chunk in samples.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
         let batch = make_batch(&refs, pad, 1.0, usize::MAX, true, 1.0);
-        let out = model.eval_batch(&batch);
+        let out = evaluator.loss(&batch);
         for r in 0..batch.b {
             let row = r * batch.t..(r + 1) * batch.t;
             let (mut s, mut n) = (0f64, 0usize);
@@ -442,6 +443,7 @@ fn run_loop(
     let mut grads_acc: Option<Vec<Vec<f32>>> = None;
     let mut window = (Instant::now(), 0usize);
     let mut stopped = false;
+    let mut evaluated_bucket = position.micro_step / eval_every;
     while position.micro_step < total_micro {
         let epoch = position.micro_step / steps_per_epoch;
         let batches = epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, epoch);
@@ -512,10 +514,10 @@ fn run_loop(
                 position.step
             )),
         }
-        let evaluate = position.micro_step / eval_every
-            != (position.micro_step - accumulation.min(position.micro_step)) / eval_every
-            || position.micro_step == total_micro;
-        if evaluate {
+        // Validate each time an evaluation boundary was passed, and at the end.
+        let bucket = position.micro_step / eval_every;
+        if bucket > evaluated_bucket || position.micro_step == total_micro {
+            evaluated_bucket = bucket;
             let mode = t.save_checkpoint.as_str();
             if mode == "last" || mode == "each_evaluation_epoch" {
                 save(run, "checkpoint", &values, &optimizer, &position)?;

@@ -103,8 +103,14 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     });
     eprintln!("run folder: {}", run.display());
     let summary = lathe_train::train(&config, &run, resume, &stop)?;
-    if let (Some(before), Some(after)) = (summary.perplexity_before, summary.perplexity_after) {
-        eprintln!("validation perplexity: {before:.3} → {after:.3}");
+    if let (Some(before), Some(after)) = (&summary.before, &summary.after) {
+        eprintln!(
+            "validation perplexity: {:.3} → {:.3}",
+            before.perplexity, after.perplexity
+        );
+        if let (Some(b), Some(a)) = (before.bleu, after.bleu) {
+            eprintln!("validation BLEU: {b:.2} → {a:.2}");
+        }
     }
     eprintln!(
         "done: {} steps; chat with it: lathe chat --run {}",

@@ -136,3 +136,35 @@ fn bad_settings_and_data_are_named() {
     let e = fail(&["--training.epoch", "2"]);
     assert!(e.contains("unknown setting `training.epoch`"), "{e}");
 }
+
+#[test]
+fn bleu_validation_generates_and_writes_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "bleu");
+    let stderr = succeed(
+        lathe()
+            .args(["train", "-Y"])
+            .arg(&cfg)
+            .args([
+                "--prediction.metric",
+                "BLEU",
+                "--prediction.max_length_inference",
+                "16",
+            ])
+            .args(["--training.evaluation_epochs", "1"]),
+    );
+    assert!(stderr.contains("BLEU"), "{stderr}");
+    let run = dir.path().join("bleu");
+    let csv = std::fs::read_to_string(run.join("validation_predictions.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("row,prompt,target,prediction,BLEU"));
+    assert!(lines.next().is_some(), "one validation row");
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let validation: serde_json::Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "validation")
+        .unwrap();
+    let bleu = validation["bleu"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&bleu), "{validation}");
+}

@@ -9,6 +9,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, MetaValue};
 
 /// A tokenizer plus the special tokens a chat template and generation need.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Beginning-of-sequence token text, if the model has one.

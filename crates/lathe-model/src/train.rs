@@ -398,9 +398,16 @@ impl TrainableModel {
     /// A frozen inference copy of the current weights (no autodiff), for validation:
     /// made once per validation pass, not per batch.
     pub fn evaluator(&self) -> Evaluator {
+        let e = &self.engine;
         Evaluator {
-            llama: self.engine.llama.valid(),
-            device: self.engine.device.clone().inner(),
+            engine: Engine {
+                llama: e.llama.valid(),
+                tokenizer: e.tokenizer.clone(),
+                chat_template: e.chat_template.clone(),
+                generation_defaults: e.generation_defaults.clone(),
+                source: e.source.clone(),
+                device: e.device.clone().inner(),
+            },
         }
     }
 
@@ -420,17 +427,23 @@ impl TrainableModel {
     }
 }
 
-/// An inference copy of a [`TrainableModel`] that computes losses without gradients.
+/// An inference copy of a [`TrainableModel`]: losses without gradients, and
+/// generation of validation answers.
 pub struct Evaluator {
-    llama: crate::llama::Llama,
-    device: Device,
+    engine: Engine,
 }
 
 impl Evaluator {
     /// Loss of a batch.
     pub fn loss(&self, batch: &Batch) -> BatchLoss {
-        let hidden = hidden_of(&self.llama, batch, None, &self.device);
-        head_loss(hidden, &self.llama.head_weight(), batch, false, false).loss
+        let llama = &self.engine.llama;
+        let hidden = hidden_of(llama, batch, None, &self.engine.device);
+        head_loss(hidden, &llama.head_weight(), batch, false, false).loss
+    }
+
+    /// The model as an inference engine (for generation).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 

@@ -3,9 +3,11 @@
 
 pub mod checkpoint;
 mod error;
+pub mod metrics;
 pub mod optim;
 pub mod run;
 mod trainer;
+pub mod validation;
 
 pub use error::{Result, TrainError};
 pub use trainer::{run_folder, train, Summary, TrainedModel};

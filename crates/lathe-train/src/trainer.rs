@@ -20,6 +20,7 @@ use crate::checkpoint::{self, AdapterConfig, Position};
 use crate::error::{Result, TrainError};
 use crate::optim::{clip_global_norm, learning_rate, Optimizer, OptimizerSettings};
 use crate::run::{now, RunDir};
+use crate::validation::{generation_config, validate, Validation, ValidationSet};
 
 /// The backbone's tokenizer as `lathe-data` sees it.
 struct Encoder<'a>(&'a Tokenizer);
@@ -38,10 +39,10 @@ impl TextEncoder for Encoder<'_> {
 pub struct Summary {
     /// Optimizer steps done.
     pub steps: u64,
-    /// Validation perplexity before the first step (when measured) and at the end.
-    pub perplexity_before: Option<f64>,
-    /// Validation perplexity at the end.
-    pub perplexity_after: Option<f64>,
+    /// Validation before the first step (when measured).
+    pub before: Option<Validation>,
+    /// The last validation.
+    pub after: Option<Validation>,
     /// The last training loss.
     pub last_loss: Option<f64>,
 }
@@ -86,11 +87,11 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.architecture.gradient_checkpointing {
         log("note: architecture.gradient_checkpointing is not implemented yet; activations are kept");
     }
-    if c.prediction.metric != "Perplexity" {
-        log(&format!(
-            "note: prediction.metric {} is not implemented yet; validating with Perplexity",
-            c.prediction.metric
-        ));
+    if c.prediction.metric == "GPT" {
+        log("note: prediction.metric GPT (an LLM judge) is not available; validating with BLEU, as H2O does without an OpenAI key");
+    }
+    if c.prediction.max_time > 0.0 {
+        log("note: prediction.max_time is not implemented yet; generation stops at max_length_inference");
     }
     if c.training.optimizer == "AdamW8bit" {
         log("note: training.optimizer AdamW8bit (bitsandbytes, GPU) runs as AdamW here");
@@ -125,7 +126,7 @@ fn epoch_batches(
 
 /// Pads samples on the right to a common length (the `quantile` of their lengths; longer
 /// samples keep their end) and weighs the loss per the loss function.
-fn make_batch(
+pub(crate) fn make_batch(
     samples: &[&Encoded],
     pad: u32,
     quantile: f64,
@@ -169,39 +170,6 @@ fn make_batch(
         }
     }
     Batch { b, t, ids, weights }
-}
-
-/// Validation loss (token-averaged) and perplexity (mean over samples of exp(mean nll)).
-fn validate(
-    model: &TrainableModel,
-    samples: &[Encoded],
-    batch_size: usize,
-    pad: u32,
-) -> (f64, f64) {
-    let evaluator = model.evaluator();
-    let (mut nll_sum, mut tokens, mut ppl_sum) = (0f64, 0usize, 0f64);
-    for chunk in samples.chunks(batch_size.max(1)) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let batch = make_batch(&refs, pad, 1.0, usize::MAX, true, 1.0);
-        let out = evaluator.loss(&batch);
-        for r in 0..batch.b {
-            let row = r * batch.t..(r + 1) * batch.t;
-            let (mut s, mut n) = (0f64, 0usize);
-            for j in row {
-                if batch.weights[j] > 0.0 {
-                    s += out.nll[j] as f64;
-                    n += 1;
-                }
-            }
-            nll_sum += s;
-            tokens += n;
-            ppl_sum += (s / n.max(1) as f64).exp();
-        }
-    }
-    (
-        nll_sum / tokens.max(1) as f64,
-        ppl_sum / samples.len().max(1) as f64,
-    )
 }
 
 /// Trains per `config` into `run` (a fresh folder, or one to resume when `resume`).
@@ -317,8 +285,8 @@ fn run_loop(
         .collect();
     let no_decay: Vec<bool> = params.iter().map(|p| p.no_decay).collect();
 
-    let tokenizer = &model.engine().tokenizer;
-    let encoder = Encoder(tokenizer);
+    let tokenizer = model.engine().tokenizer.clone();
+    let encoder = Encoder(&tokenizer);
     let max_length = config.tokenizer.max_length as usize;
     let renderer = Renderer::new(&config.dataset, max_length, &encoder);
     let encode = |samples: &[lathe_data::Sample]| -> Result<Vec<Encoded>> {
@@ -400,33 +368,43 @@ fn run_loop(
     };
     let mut summary = Summary {
         steps: position.step,
-        perplexity_before: None,
-        perplexity_after: None,
+        before: None,
+        after: None,
         last_loss: None,
     };
+    let stop_strings = renderer.stop_strings();
+    let eos = model.engine().generation_defaults.eos_token_ids.clone();
+    let valid = ValidationSet {
+        encoded: &valid_set,
+        samples: &valid_samples,
+        generation: (config.prediction.metric != "Perplexity")
+            .then(|| generation_config(config, stop_strings, eos)),
+        batch_size: match config.prediction.batch_size_inference {
+            0 => batch_size,
+            n => n as usize,
+        },
+        pad,
+    };
     let validation =
-        |run: &mut RunDir, model: &TrainableModel, position: &Position| -> (f64, f64) {
-            let bs = match config.prediction.batch_size_inference {
-                0 => batch_size,
-                n => n as usize,
-            };
-            let (loss, ppl) = validate(model, &valid_set, bs, pad);
+        |run: &mut RunDir, model: &TrainableModel, position: &Position| -> Result<Validation> {
+            let v = validate(model, &valid, &run.path)?;
             run.event(
                 json!({"type": "validation", "step": position.step, "time": now(),
             "epoch": position.micro_step as f64 / steps_per_epoch.max(1) as f64,
-            "loss": loss, "perplexity": ppl}),
+            "loss": v.loss, "perplexity": v.perplexity, "bleu": v.bleu}),
             );
+            let bleu = v.bleu.map(|b| format!(", BLEU {b:.2}")).unwrap_or_default();
             run.log(&format!(
-                "validation at step {}: loss {loss:.4}, perplexity {ppl:.3}",
-                position.step
+                "validation at step {}: loss {:.4}, perplexity {:.3}{bleu}",
+                position.step, v.loss, v.perplexity
             ));
-            (loss, ppl)
+            Ok(v)
         };
     if position.micro_step == 0
         && (t.evaluate_before_training || t.epochs == 0)
         && !valid_set.is_empty()
     {
-        summary.perplexity_before = Some(validation(run, &model, &position).1);
+        summary.before = Some(validation(run, &model, &position)?);
     }
 
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -523,10 +501,18 @@ fn run_loop(
                 save(run, "checkpoint", &values, &optimizer, &position)?;
             }
             if !valid_set.is_empty() {
-                let (_, ppl) = validation(run, &model, &position);
-                summary.perplexity_after = Some(ppl);
-                if mode == "best" && position.best_metric.is_none_or(|b| ppl < b) {
-                    position.best_metric = Some(ppl);
+                let v = validation(run, &model, &position)?;
+                let (metric, lower_is_better) = v.metric();
+                summary.after = Some(v);
+                let improved = position.best_metric.is_none_or(|best| {
+                    if lower_is_better {
+                        metric < best
+                    } else {
+                        metric > best
+                    }
+                });
+                if mode == "best" && improved {
+                    position.best_metric = Some(metric);
                     save(run, "checkpoint", &values, &optimizer, &position)?;
                 }
             }

@@ -168,3 +168,58 @@ fn bleu_validation_generates_and_writes_predictions() {
     let bleu = validation["bleu"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&bleu), "{validation}");
 }
+
+fn checkpoint_step(run: &Path) -> u64 {
+    let state = std::fs::read_to_string(run.join("checkpoint/trainer_state.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&state).unwrap()["step"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A checkpoint that cannot be written (here: a file in the way of its temporary
+/// folder, as a full disk would fail it) ends the run `failed` with the path named,
+/// and the previous checkpoint survives intact.
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "blocked");
+    let run = dir.path().join("blocked");
+    succeed(lathe().args(["train", "-Y"]).arg(&cfg));
+    let before = checkpoint_step(&run);
+    std::fs::write(run.join("checkpoint.tmp"), "in the way").unwrap();
+    let out = lathe()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args(["--training.epochs", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("checkpoint.tmp"), "{stderr}");
+    let status = std::fs::read_to_string(run.join("status.json")).unwrap();
+    assert!(status.contains("failed"), "{status}");
+    assert_eq!(checkpoint_step(&run), before);
+}
+
+/// A learning rate that overflows the weights ends the run `failed` with the step.
+#[test]
+fn a_diverging_run_fails_with_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "diverge");
+    let out = lathe()
+        .args(["train", "-Y"])
+        .arg(&cfg)
+        .args([
+            "--training.optimizer",
+            "SGD",
+            "--training.learning_rate",
+            "1e38",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("training diverged at step"), "{stderr}");
+    let status = std::fs::read_to_string(dir.path().join("diverge/status.json")).unwrap();
+    assert!(status.contains("diverged"), "{status}");
+}

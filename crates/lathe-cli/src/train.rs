@@ -57,6 +57,11 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             for (k, v) in &overrides {
                 config.apply_override(k, v)?;
             }
+            if !overrides.is_empty() {
+                // The run folder's cfg.yaml stays the truth about how it was trained.
+                std::fs::write(&cfg, config.to_yaml())
+                    .with_context(|| format!("writing {}", cfg.display()))?;
+            }
             (config, run.clone(), true)
         }
         (Some(yaml), None) => {

@@ -27,6 +27,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    lathe_model::allocator::reuse_freed_buffers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run_generate(args),

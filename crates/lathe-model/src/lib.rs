@@ -2,10 +2,12 @@
 //! tokenizers, chat templates and generation. Only this crate and `lathe-train`
 //! touch burn types; the rest of Lathe uses the types exported here.
 
+pub mod allocator;
 pub mod chat_template;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fused;
 pub mod gguf;
 pub mod hub;
 pub mod linear;

@@ -5,14 +5,14 @@
 //! heads, `hd` head width, `d` model width, `v` vocabulary.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, RmsNorm};
-use burn::tensor::activation::silu;
+use burn::nn::Embedding;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::fused::{causal_attention, rms_norm, swiglu};
 use crate::linear::Linear;
 use crate::quant::BaseDtype;
 use crate::train::{dropout_mask, uniform_noise, TrainStep};
@@ -257,6 +257,20 @@ impl DecoderLayer {
     }
 }
 
+/// Root-mean-square layer norm (a fused op with its own backward).
+#[derive(Module, Debug)]
+struct RmsNorm {
+    gamma: Param<Tensor<1>>,
+    #[module(skip)]
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        rms_norm(x, self.gamma.val(), self.eps)
+    }
+}
+
 /// `intermediate_dropout` on a residual branch while training.
 fn hidden_dropout(y: Tensor<3>, train: Option<&TrainStep>, site: u64) -> Tensor<3> {
     match train {
@@ -285,11 +299,17 @@ impl Attention {
         let v = heads(self.v_proj.forward(x, train), self.kv_heads);
         let q = rope(q, &step.cos, &step.sin);
         let k = rope(k, &step.cos, &step.sin);
-        let (k, v) = match cache.take() {
+        let prefix = cache.take();
+        let training = q.is_autodiff() && prefix.is_none() && step.mask.is_none();
+        let (k, v) = match prefix {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
         };
         *cache = Some((k.clone(), v.clone()));
+        if training {
+            // The fused op keeps q, k and v for backward, not the `[b, h, t, t]` scores.
+            return self.project_out(causal_attention(q, k, v), train);
+        }
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
@@ -302,15 +322,19 @@ impl Attention {
         } else {
             (k, v)
         };
-        let out = attention(q, k, v, step.mask.clone(), None, options); // [b, h, t, hd]
+        let out = attention(q, k, v, step.mask.clone(), None, options);
+        self.project_out(out, train)
+    }
+
+    /// `[b, h, t, hd]` → `[b, t, d]` through `o_proj`.
+    fn project_out(&self, out: Tensor<4>, train: Option<&TrainStep>) -> Tensor<3> {
+        let [b, _, t, _] = out.dims();
         let out = out
             .swap_dims(1, 2)
             .reshape([b, t, self.heads * self.head_dim]);
         self.o_proj.forward(out, train)
     }
-}
 
-impl Attention {
     /// `[b, kvh, p, hd]` → `[b, h, p, hd]`, each key/value head serving its group.
     fn repeat_kv(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, kvh, p, hd] = x.dims();
@@ -332,9 +356,9 @@ fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>, train: Option<&TrainStep>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone(), train));
-        self.down_proj
-            .forward(gate * self.up_proj.forward(x, train), train)
+        let gate = self.gate_proj.forward(x.clone(), train);
+        let up = self.up_proj.forward(x, train);
+        self.down_proj.forward(swiglu(gate, up), train)
     }
 }
 
@@ -406,7 +430,7 @@ impl Loader<'_> {
     fn rms_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<RmsNorm> {
         Ok(RmsNorm {
             gamma: Param::from_tensor(self.get(&format!("{prefix}.weight"), &[d])?),
-            epsilon: eps,
+            eps,
         })
     }
 }

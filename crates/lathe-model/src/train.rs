@@ -609,12 +609,18 @@ fn head_loss(
             .zip(chunk.par_iter())
             .map(|(row, &(_, target, w, _))| {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-                let sum: f64 = row.iter().map(|x| ((x - max) as f64).exp()).sum();
-                let lse = max as f64 + sum.ln();
-                let nll = lse - row[target as usize] as f64;
+                let target_logit = row[target as usize];
+                // One exponential per logit, kept for the gradient `w·(softmax − onehot)`.
+                let mut sum = 0f64;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x as f64;
+                }
+                let nll = max as f64 + sum.ln() - target_logit as f64;
                 if grads {
+                    let norm = (w as f64 / sum) as f32;
                     for x in row.iter_mut() {
-                        *x = w * ((*x as f64 - lse).exp() as f32);
+                        *x *= norm;
                     }
                     row[target as usize] -= w;
                 }

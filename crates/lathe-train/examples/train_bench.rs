@@ -12,6 +12,7 @@ use lathe_model::train::{Batch, LoraPlan, TrainStep, TrainableModel};
 use lathe_train::optim::{Optimizer, OptimizerSettings};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    lathe_model::allocator::reuse_freed_buffers();
     let args: Vec<String> = std::env::args().collect();
     let [_, model, mode, text, steps] = args.as_slice() else {
         return Err(

@@ -1,0 +1,262 @@
+//! Fused training operations with their own backward pass.
+//!
+//! Under autodiff, burn builds attention and RMSNorm from primitive ops and keeps every
+//! intermediate until backward: per layer several `[b, h, t, t]` score tensors, which
+//! were most of a training step's memory. These ops run the backend's fused forward and
+//! keep only their inputs; backward recomputes what it needs, one layer at a time.
+//!
+//! Each op is a backend extension: a forward on `Flex` and a backward for `Autodiff`
+//! written with the inner backend's primitive ops (so another backend gets it by
+//! implementing the forward).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::ops::{ActivationOps, AttentionModuleOptions, FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
+use burn::tensor::{Shape, Tensor, TensorData};
+
+/// Training ops fused for memory.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// Causal scaled-dot-product attention, `softmax(q·kᵀ/√hd + causal)·v`, with
+    /// grouped key/value heads: `q [b, h, t, hd]`, `k`, `v` `[b, kvh, t, hd]` →
+    /// `[b, h, t, hd]`.
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// RMSNorm over the last dimension: `x / √(mean(x²) + eps) · gamma`.
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+
+    /// The SwiGLU gate of the MLP: `silu(gate) ⊙ up`.
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Causal attention with grouped key/value heads (see [`FusedOps::causal_attention`]).
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+    ))
+}
+
+/// RMSNorm of `x` `[.., d]` with `gamma` `[d]` (see [`FusedOps::rms_norm`]).
+pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::rms_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        eps,
+    ))
+}
+
+/// `silu(gate) ⊙ up` (see [`FusedOps::swiglu`]).
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::swiglu(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+impl FusedOps for Flex {
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        Flex::attention(q, k, v, None, None, options)
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let inv_rms = inverse_rms::<Flex>(x.clone(), eps);
+        let gamma = broadcastable::<Flex>(gamma, x.shape().num_dims());
+        Flex::float_mul(Flex::float_mul(x, inv_rms), gamma)
+    }
+
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let sigmoid = Flex::sigmoid(gate.clone());
+        Flex::float_mul(Flex::float_mul(gate, sigmoid), up)
+    }
+}
+
+/// `gamma [d]` as `[1, .., 1, d]` of rank `dims`, for element-wise ops.
+fn broadcastable<B: Backend>(gamma: FloatTensor<B>, dims: usize) -> FloatTensor<B> {
+    let mut shape = vec![1; dims];
+    shape[dims - 1] = gamma.shape()[0];
+    B::float_reshape(gamma, Shape::from(shape))
+}
+
+/// `1 / √(mean(x²) + eps)` over the last dimension, kept as size 1.
+fn inverse_rms<B: Backend>(x: FloatTensor<B>, eps: f64) -> FloatTensor<B> {
+    let last = x.shape().num_dims() - 1;
+    let mean_square = B::float_mean_dim(B::float_mul(x.clone(), x), last);
+    B::float_recip(B::float_sqrt(B::float_add_scalar(mean_square, eps.into())))
+}
+
+impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [q.node(), k.node(), v.node()];
+        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        let out = B::causal_attention(q.clone(), k.clone(), v.clone());
+        match CausalAttention
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((q, k, v), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let nodes = [x.node(), gamma.node()];
+        let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+        let out = B::rms_norm(x.clone(), gamma.clone(), eps);
+        match RmsNorm.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, eps), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [gate.node(), up.node()];
+        let (gate, up) = (gate.into_primitive(), up.into_primitive());
+        let out = B::swiglu(gate.clone(), up.clone());
+        match SwiGlu.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((gate, up), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CausalAttention;
+
+impl<B: Backend> Backward<B, 3> for CausalAttention {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    /// With the group's query heads stacked as rows (`q' [b, kvh, g·t, hd]`):
+    /// `P = softmax(q'·kᵀ·s + causal)`, `dV = Pᵀ·dO`, `dP = dO·vᵀ`,
+    /// `dS = P ⊙ (dP − rowsum(P ⊙ dP))·s`, `dQ = dS·k`, `dK = dSᵀ·q'`.
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (q, k, v) = ops.state;
+        let [b, h, t, hd] = q.shape().dims();
+        let kvh = k.shape()[1];
+        let rows = h / kvh * t;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let grouped = Shape::new([b, kvh, rows, hd]);
+        let q = B::float_reshape(q, grouped.clone());
+        let grad = B::float_reshape(grads.consume::<B>(&ops.node), grouped);
+
+        // Query row r sits at position r mod t and sees keys 0..=r mod t.
+        let causal: Vec<f32> = (0..rows * t)
+            .map(|i| {
+                if i % t > (i / t) % t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let causal = B::float_from_data(TensorData::new(causal, [1, 1, rows, t]), &q.device());
+        let scores = B::float_mul_scalar(
+            B::float_matmul(q.clone(), B::float_swap_dims(k.clone(), 2, 3)),
+            scale.into(),
+        );
+        let p = B::softmax(B::float_add(scores, causal), 3); // [b, kvh, g·t, t]
+
+        let [q_node, k_node, v_node] = ops.parents;
+        if let Some(node) = v_node {
+            let dv = B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad.clone());
+            grads.register::<B>(node.id, dv);
+        }
+        let dp = B::float_matmul(grad, B::float_swap_dims(v, 2, 3));
+        let row_dot = B::float_sum_dim(B::float_mul(p.clone(), dp.clone()), 3);
+        let ds = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, row_dot)), scale.into());
+        if let Some(node) = q_node {
+            let dq = B::float_matmul(ds.clone(), k);
+            grads.register::<B>(node.id, B::float_reshape(dq, Shape::new([b, h, t, hd])));
+        }
+        if let Some(node) = k_node {
+            let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
+            grads.register::<B>(node.id, dk);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNorm;
+
+impl<B: Backend> Backward<B, 2> for RmsNorm {
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    /// With `r = 1/rms`, `x̂ = x·r` and `g = dy ⊙ gamma`:
+    /// `dx = r·(g − x̂·mean(g ⊙ x̂))`, `dgamma = Σ dy ⊙ x̂` over all leading dims.
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, gamma, eps) = ops.state;
+        let dims = x.shape().num_dims();
+        let d = x.shape()[dims - 1];
+        let dy = grads.consume::<B>(&ops.node);
+        let inv_rms = inverse_rms::<B>(x.clone(), eps);
+        let normed = B::float_mul(x, inv_rms.clone());
+        let [x_node, gamma_node] = ops.parents;
+        if let Some(node) = gamma_node {
+            let rows = B::float_reshape(
+                B::float_mul(dy.clone(), normed.clone()),
+                Shape::new([dy.shape().num_elements() / d, d]),
+            );
+            let dgamma = B::float_reshape(B::float_sum_dim(rows, 0), Shape::new([d]));
+            grads.register::<B>(node.id, dgamma);
+        }
+        if let Some(node) = x_node {
+            let g = B::float_mul(dy, broadcastable::<B>(gamma, dims));
+            let mean = B::float_mean_dim(B::float_mul(g.clone(), normed.clone()), dims - 1);
+            let dx = B::float_mul(B::float_sub(g, B::float_mul(normed, mean)), inv_rms);
+            grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwiGlu;
+
+impl<B: Backend> Backward<B, 2> for SwiGlu {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    /// With `s = sigmoid(gate)`: `dup = dy ⊙ gate·s`,
+    /// `dgate = dy ⊙ up ⊙ s·(1 + gate·(1 − s))`.
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (gate, up) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let s = B::sigmoid(gate.clone());
+        let [gate_node, up_node] = ops.parents;
+        if let Some(node) = up_node {
+            let silu = B::float_mul(gate.clone(), s.clone());
+            grads.register::<B>(node.id, B::float_mul(dy.clone(), silu));
+        }
+        if let Some(node) = gate_node {
+            // 1 + gate·(1 − s) = 1 + gate − gate·s
+            let inner = B::float_add_scalar(
+                B::float_sub(gate.clone(), B::float_mul(gate, s.clone())),
+                1.0.into(),
+            );
+            let dgate = B::float_mul(B::float_mul(B::float_mul(dy, up), s), inner);
+            grads.register::<B>(node.id, dgate);
+        }
+    }
+}

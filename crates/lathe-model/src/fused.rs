@@ -9,6 +9,8 @@
 //! written with the inner backend's primitive ops (so another backend gets it by
 //! implementing the forward).
 
+use std::sync::Arc;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -18,6 +20,8 @@ use burn::backend::ops::{ActivationOps, AttentionModuleOptions, FloatTensorOps, 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{Shape, Tensor, TensorData};
+
+use crate::quant::PackedWeight;
 
 /// Training ops fused for memory.
 #[backend_extension(Flex, Autodiff)]
@@ -36,6 +40,10 @@ pub trait FusedOps: Backend {
 
     /// The SwiGLU gate of the MLP: `silu(gate) ⊙ up`.
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x [.., in] · W [in, out]` with a frozen packed `W`, expanded for the product
+    /// and again for the input gradient; only the packed form is kept in between.
+    fn packed_matmul(x: FloatTensor<Self>, w: Arc<PackedWeight>) -> FloatTensor<Self>;
 }
 
 /// Causal attention with grouped key/value heads (see [`FusedOps::causal_attention`]).
@@ -64,6 +72,11 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     ))
 }
 
+/// `x · W` for a frozen packed weight (see [`FusedOps::packed_matmul`]).
+pub fn packed_matmul<const D: usize>(x: Tensor<D>, w: Arc<PackedWeight>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::packed_matmul(x.into_dispatch(), w))
+}
+
 impl FusedOps for Flex {
     fn causal_attention(
         q: FloatTensor<Self>,
@@ -88,6 +101,28 @@ impl FusedOps for Flex {
         let sigmoid = Flex::sigmoid(gate.clone());
         Flex::float_mul(Flex::float_mul(gate, sigmoid), up)
     }
+
+    fn packed_matmul(x: FloatTensor<Self>, w: Arc<PackedWeight>) -> FloatTensor<Self> {
+        let expanded = expand::<Flex>(&w, &x);
+        rows_matmul::<Flex>(x, expanded)
+    }
+}
+
+/// The packed weight as a dense `[in, out]` tensor on the device of `like`.
+fn expand<B: Backend>(w: &PackedWeight, like: &FloatTensor<B>) -> FloatTensor<B> {
+    B::float_from_data(TensorData::new(w.unpack(), w.shape()), &like.device())
+}
+
+/// `x [.., k] · m [k, n]` → `[.., n]`, through a `[rows, k]` view of `x`.
+fn rows_matmul<B: Backend>(x: FloatTensor<B>, m: FloatTensor<B>) -> FloatTensor<B> {
+    let mut shape = x.shape();
+    let k = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / k;
+    let n = m.shape()[1];
+    let product = B::float_matmul(B::float_reshape(x, Shape::new([rows, k])), m);
+    let last = shape.num_dims() - 1;
+    shape[last] = n;
+    B::float_reshape(product, shape)
 }
 
 /// `gamma [d]` as `[1, .., 1, d]` of rank `dims`, for element-wise ops.
@@ -129,6 +164,15 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         let out = B::rms_norm(x.clone(), gamma.clone(), eps);
         match RmsNorm.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x, gamma, eps), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn packed_matmul(x: FloatTensor<Self>, w: Arc<PackedWeight>) -> FloatTensor<Self> {
+        let nodes = [x.node()];
+        let out = B::packed_matmul(x.into_primitive(), w.clone());
+        match PackedMatmul.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(w, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -257,6 +301,22 @@ impl<B: Backend> Backward<B, 2> for SwiGlu {
             );
             let dgate = B::float_mul(B::float_mul(B::float_mul(dy, up), s), inner);
             grads.register::<B>(node.id, dgate);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PackedMatmul;
+
+impl<B: Backend> Backward<B, 1> for PackedMatmul {
+    type State = Arc<PackedWeight>;
+
+    /// `dx = dy · Wᵀ`; the frozen `W` gets no gradient.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            let w = expand::<B>(&ops.state, &dy);
+            grads.register::<B>(node.id, rows_matmul::<B>(dy, B::float_swap_dims(w, 0, 1)));
         }
     }
 }

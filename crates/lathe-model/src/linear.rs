@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+use crate::fused::packed_matmul;
 use crate::quant::{BaseDtype, PackedWeight};
 use crate::train::{dropout_mask, TrainStep};
 
@@ -173,13 +174,7 @@ impl Linear {
     /// `[.., in]` → `[.., out]`; `train` adds adapter dropout.
     pub fn forward<const D: usize>(&self, x: Tensor<D>, train: Option<&TrainStep>) -> Tensor<D> {
         let base = match (&self.packed, self.blocks.as_slice()) {
-            (Some(packed), _) => {
-                let w = Tensor::from_data(
-                    TensorData::new(packed.unpack(), packed.shape()),
-                    &x.device(),
-                );
-                linear(x.clone(), w, None)
-            }
+            (Some(packed), _) => packed_matmul(x.clone(), packed.clone()),
             (None, [single]) => linear(x.clone(), single.val(), None),
             // Autodiff graphs are built on one thread; plain tensors use every core.
             (None, blocks) if x.is_autodiff() => Tensor::cat(

@@ -3,7 +3,10 @@
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
-use lathe_model::fused::{causal_attention, rms_norm, swiglu};
+use std::sync::Arc;
+
+use lathe_model::fused::{causal_attention, packed_matmul, rms_norm, swiglu};
+use lathe_model::quant::{BaseDtype, PackedWeight};
 
 fn device() -> Device {
     Device::autodiff(Device::flex())
@@ -138,6 +141,30 @@ fn swiglu_matches_the_decomposed_computation() {
     assert_close("output", &values(&fused), &values(&reference), 1e-6);
     assert_close("dgate", &dgate, &values(&gate.grad(&grads).unwrap()), 1e-5);
     assert_close("dup", &dup, &values(&up.grad(&grads).unwrap()), 1e-6);
+}
+
+#[test]
+fn packed_matmul_matches_the_expanded_weight() {
+    let (rows, inp, out) = (6, 128, 24);
+    let dense = random([inp, out], 11, 1.0).detach();
+    for dtype in [BaseDtype::Bf16, BaseDtype::Int8, BaseDtype::Int4] {
+        let packed = Arc::new(PackedWeight::pack(&values(&dense), inp, out, dtype));
+        let expanded = Tensor::<2>::from_data(
+            TensorData::new(packed.unpack(), [inp, out]),
+            &device(),
+        );
+        let x = random([2, rows / 2, inp], 12, 1.0);
+        let weights = random([2, rows / 2, out], 13, 1.0).detach();
+
+        let fused = packed_matmul(x.clone(), packed);
+        let grads = (fused.clone() * weights.clone()).sum().backward();
+        let dx = values(&x.grad(&grads).unwrap());
+
+        let reference = x.clone().matmul(expanded.unsqueeze::<3>());
+        let grads = (reference.clone() * weights).sum().backward();
+        assert_close("output", &values(&fused), &values(&reference), 1e-6);
+        assert_close("dx", &dx, &values(&x.grad(&grads).unwrap()), 1e-6);
+    }
 }
 
 #[test]

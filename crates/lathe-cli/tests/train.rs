@@ -223,3 +223,61 @@ fn a_diverging_run_fails_with_its_step() {
     let status = std::fs::read_to_string(dir.path().join("diverge/status.json")).unwrap();
     assert!(status.contains("diverged"), "{status}");
 }
+
+/// Tensor names and shapes of a safetensors file (its JSON header).
+fn safetensors_shapes(path: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| (k.clone(), v["shape"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_dora_run_saves_peft_magnitudes_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "dora");
+    succeed(
+        lathe()
+            .args(["train", "-Y"])
+            .arg(&cfg)
+            .args(["--training.use_dora", "true"]),
+    );
+    let run = dir.path().join("dora");
+    let checkpoint = run.join("checkpoint");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoint.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["use_dora"], true);
+    let shapes = safetensors_shapes(&checkpoint.join("adapter_model.safetensors"));
+    let magnitudes: Vec<_> = shapes
+        .iter()
+        .filter(|(k, _)| k.ends_with(".lora_magnitude_vector"))
+        .collect();
+    // One per adapted projection (7 in each of 30 layers), PEFT's names and shapes.
+    assert_eq!(magnitudes.len(), 7 * 30);
+    assert_eq!(
+        shapes["base_model.model.model.layers.0.mlp.up_proj.lora_magnitude_vector"],
+        serde_json::json!([1536])
+    );
+    assert!(train_losses(&run)
+        .iter()
+        .all(|(_, l)| l.parse::<f64>().unwrap().is_finite()));
+    let out = lathe()
+        .args(["generate", "--run"])
+        .arg(&run)
+        .args(["--prompt", "Name a colour.", "--max-new-tokens", "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::engine::Engine;
 use crate::error::{ModelError, Result};
-use crate::linear::Linear;
+use crate::linear::{Linear, LoraShape};
 use crate::llama::{KvCache, StepInputs, PROJECTIONS};
 
 /// Training-time randomness of one optimizer micro-step.
@@ -79,6 +79,8 @@ pub struct LoraPlan {
     pub targets: Vec<String>,
     /// Seed of the `A` initialisation.
     pub seed: u64,
+    /// Weight-decomposed LoRA (DoRA): also learn each output's magnitude.
+    pub dora: bool,
 }
 
 impl LoraPlan {
@@ -97,6 +99,7 @@ impl LoraPlan {
 enum Slot {
     LoraA(usize, &'static str),
     LoraB(usize, &'static str),
+    Magnitude(usize, &'static str),
     Weight(usize, &'static str),
     Bias(usize, &'static str),
     Norm(Option<usize>, usize),
@@ -201,7 +204,13 @@ impl TrainableModel {
                     .llama
                     .projection_mut(i, name)
                     .expect("known name");
-                linear.attach_lora(plan.r, plan.scale(), plan.dropout, plan.seed, &device);
+                let shape = LoraShape {
+                    r: plan.r,
+                    scale: plan.scale(),
+                    dropout: plan.dropout,
+                    dora: plan.dora,
+                };
+                linear.attach_lora(shape, plan.seed, &device);
                 let [inp, out] = linear.shape();
                 let prefix = format!("model.layers.{i}.{}.{name}", block_of(name));
                 self.push(
@@ -218,6 +227,15 @@ impl TrainableModel {
                     true,
                     false,
                 );
+                if plan.dora {
+                    self.push(
+                        Slot::Magnitude(i, name),
+                        format!("{prefix}.lora_magnitude_vector"),
+                        vec![out],
+                        false,
+                        false,
+                    );
+                }
             }
         }
         Ok(())
@@ -297,6 +315,12 @@ impl TrainableModel {
         match *slot {
             Slot::LoraA(i, n) => ParamMut::D2(&mut lora_of(llama.projection_mut(i, n)).a),
             Slot::LoraB(i, n) => ParamMut::D2(&mut lora_of(llama.projection_mut(i, n)).b),
+            Slot::Magnitude(i, n) => ParamMut::D1(
+                lora_of(llama.projection_mut(i, n))
+                    .magnitude
+                    .as_mut()
+                    .expect("DoRA adapter"),
+            ),
             Slot::Weight(i, n) => ParamMut::D2(
                 llama
                     .projection_mut(i, n)

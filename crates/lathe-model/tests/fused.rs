@@ -149,10 +149,8 @@ fn packed_matmul_matches_the_expanded_weight() {
     let dense = random([inp, out], 11, 1.0).detach();
     for dtype in [BaseDtype::Bf16, BaseDtype::Int8, BaseDtype::Int4] {
         let packed = Arc::new(PackedWeight::pack(&values(&dense), inp, out, dtype));
-        let expanded = Tensor::<2>::from_data(
-            TensorData::new(packed.unpack(), [inp, out]),
-            &device(),
-        );
+        let expanded =
+            Tensor::<2>::from_data(TensorData::new(packed.unpack(), [inp, out]), &device());
         let x = random([2, rows / 2, inp], 12, 1.0);
         let weights = random([2, rows / 2, out], 13, 1.0).detach();
 

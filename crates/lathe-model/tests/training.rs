@@ -28,6 +28,7 @@ fn lora_plan(dropout: f32) -> LoraPlan {
         dropout,
         targets: vec![],
         seed: 5,
+        dora: false,
     }
 }
 

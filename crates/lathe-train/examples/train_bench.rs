@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dropout: 0.05,
             targets: vec![],
             seed: 0,
+            dora: false,
         })?;
     }
     let (b, t) = (2, 512);

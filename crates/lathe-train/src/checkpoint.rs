@@ -43,6 +43,8 @@ pub struct AdapterConfig {
     pub targets: Vec<String>,
     /// rsLoRA scaling.
     pub rslora: bool,
+    /// DoRA magnitudes.
+    pub dora: bool,
 }
 
 fn to_bytes(values: &[f32]) -> Vec<u8> {
@@ -145,7 +147,7 @@ pub fn save(
                 "lora_dropout": a.dropout,
                 "target_modules": a.targets,
                 "use_rslora": a.rslora,
-                "use_dora": false,
+                "use_dora": a.dora,
                 "bias": "none",
                 "fan_in_fan_out": false,
                 "inference_mode": true,

@@ -55,9 +55,6 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.general.problem_type != "text_causal_language_modeling" {
         return refuse(&format!("problem_type {}", c.general.problem_type));
     }
-    if c.training.use_dora {
-        return refuse("training.use_dora (DoRA)");
-    }
     if c.tokenizer.add_prompt_answer_tokens {
         return refuse("tokenizer.add_prompt_answer_tokens");
     }
@@ -577,6 +574,7 @@ fn build_model(
         dropout: t.lora_dropout as f32,
         targets: targets.clone(),
         seed,
+        dora: t.use_dora,
     })?;
     let unfreeze: Vec<&str> = t
         .lora_unfreeze_layers
@@ -600,6 +598,7 @@ fn build_model(
             targets
         },
         rslora: t.use_rslora,
+        dora: t.use_dora,
     };
     Ok((model, Some(adapter)))
 }

@@ -1,7 +1,7 @@
 //! `lathe generate` and `lathe chat`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -43,6 +43,9 @@ pub struct ModelArgs {
     /// Stop when the text contains this (repeatable).
     #[arg(long = "stop")]
     stop_strings: Vec<String>,
+    /// Stop generating after this many seconds (0 = no limit).
+    #[arg(long, default_value_t = 0.0)]
+    max_time: f64,
     /// A system prompt (with --chat, or in `lathe chat`).
     #[arg(long)]
     system: Option<String>,
@@ -61,6 +64,9 @@ impl ModelArgs {
             seed: self.seed,
             stop_strings: self.stop_strings.clone(),
             eos_token_ids: engine.generation_defaults.eos_token_ids.clone(),
+            max_time: Duration::try_from_secs_f64(self.max_time)
+                .ok()
+                .filter(|d| !d.is_zero()),
         }
     }
 

@@ -2,6 +2,8 @@
 //! generation loops (greedy/sampled batches with left padding, beam search, streaming).
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::time::Instant;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -41,6 +43,11 @@ pub struct GeneratedText {
     pub text: String,
     /// Tokens generated (EOS excluded).
     pub tokens: usize,
+}
+
+/// Whether `deadline` (`max_time`) has passed.
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 impl Engine {
@@ -160,6 +167,7 @@ impl Engine {
         for p in prompts {
             self.check_prompt(p)?;
         }
+        let deadline = config.max_time.map(|t| Instant::now() + t);
         if config.num_beams > 1 {
             if prompts.len() != 1 {
                 return Err(ModelError::Setting {
@@ -167,7 +175,7 @@ impl Engine {
                     message: "beam search takes one prompt at a time".into(),
                 });
             }
-            let out = self.beam_search(&prompts[0], config)?;
+            let out = self.beam_search(&prompts[0], config, deadline)?;
             for &id in &out.tokens {
                 if !on_token(0, id) {
                     break;
@@ -227,7 +235,7 @@ impl Engine {
                 }
                 next.push(vec![id]);
             }
-            if done.iter().all(|d| *d) {
+            if done.iter().all(|d| *d) || past(deadline) {
                 break;
             }
             rows = next;
@@ -237,7 +245,12 @@ impl Engine {
 
     /// Beam search over one prompt: the `num_beams` best running sequences by summed
     /// log-probability; finished ones ranked by score / length (length penalty 1).
-    fn beam_search(&self, prompt: &[u32], config: &GenerationConfig) -> Result<Generated> {
+    fn beam_search(
+        &self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        deadline: Option<Instant>,
+    ) -> Result<Generated> {
         let width = config.num_beams;
         let eos = self.eos_ids(config);
         let mut cache = KvCache::default();
@@ -304,6 +317,9 @@ impl Engine {
                 .map(|(_, t, _)| vec![*t.last().unwrap_or(&0)])
                 .collect();
             beams = next.into_iter().map(|(_, t, s)| (t, s)).collect();
+            if past(deadline) {
+                break;
+            }
             if step + 1 < budget {
                 logits = self.last_logits(&last, &vec![0; width], &mut cache);
             }

@@ -1,6 +1,8 @@
 //! Generation settings and the per-step choice of the next token: repetition penalty,
 //! EOS suppression, temperature, top-k, top-p, then argmax or a seeded draw.
 
+use std::time::Duration;
+
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -29,6 +31,8 @@ pub struct GenerationConfig {
     pub stop_strings: Vec<String>,
     /// Tokens that end generation; empty means the model's own.
     pub eos_token_ids: Vec<u32>,
+    /// Generation stops after this long, prompt included (H2O's `max_time`).
+    pub max_time: Option<Duration>,
 }
 
 impl Default for GenerationConfig {
@@ -44,6 +48,7 @@ impl Default for GenerationConfig {
             seed: 0,
             stop_strings: Vec::new(),
             eos_token_ids: Vec::new(),
+            max_time: None,
         }
     }
 }

@@ -327,3 +327,21 @@ fn llama3_rope_scaling_from_config_and_gguf_rope_freqs_agree() {
     let unscaled = load_gguf(&unscaled_path).unwrap();
     assert!(max_diff(&a, &unscaled.logits(&ids).unwrap()) > 1e-3);
 }
+
+#[test]
+fn max_time_ends_generation() {
+    let (_a, engine) = folder(false, StDtype::F32, 1);
+    let prompt = engine.tokenizer.encode(TEXT, true).unwrap();
+    let unlimited = generate_one(&engine, &prompt, &greedy(20));
+    assert_eq!(unlimited[0].tokens.len(), 20);
+    for num_beams in [1, 2] {
+        // A limit already reached: the step under way finishes, no further one starts.
+        let config = GenerationConfig {
+            max_time: Some(std::time::Duration::ZERO),
+            num_beams,
+            ..greedy(20)
+        };
+        let out = generate_one(&engine, &prompt, &config);
+        assert_eq!(out[0].tokens.len(), 1, "num_beams {num_beams}");
+    }
+}

@@ -87,9 +87,6 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.prediction.metric == "GPT" {
         log("note: prediction.metric GPT (an LLM judge) is not available; validating with BLEU, as H2O does without an OpenAI key");
     }
-    if c.prediction.max_time > 0.0 {
-        log("note: prediction.max_time is not implemented yet; generation stops at max_length_inference");
-    }
     if c.training.optimizer == "AdamW8bit" {
         log("note: training.optimizer AdamW8bit (bitsandbytes, GPU) runs as AdamW here");
     }

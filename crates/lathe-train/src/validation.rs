@@ -3,6 +3,7 @@
 //! settings, scored and written to `validation_predictions.csv`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use lathe_config::Config;
 use lathe_data::{Encoded, Sample};
@@ -79,6 +80,9 @@ pub fn generation_config(
         seed: config.environment.seed.max(0) as u64,
         stop_strings: stops,
         eos_token_ids: eos,
+        max_time: Duration::try_from_secs_f64(p.max_time)
+            .ok()
+            .filter(|d| !d.is_zero()),
     }
 }
 

@@ -5,9 +5,10 @@
 //! were most of a training step's memory. These ops run the backend's fused forward and
 //! keep only their inputs; backward recomputes what it needs, one layer at a time.
 //!
-//! Each op is a backend extension: a forward on `Flex` and a backward for `Autodiff`
-//! written with the inner backend's primitive ops (so another backend gets it by
-//! implementing the forward).
+//! Each op is a backend extension: a forward on `Flex` and a backward for `Autodiff`.
+//! RMSNorm, SwiGLU and the packed matmul write their backward with the inner backend's
+//! primitive ops; attention calls [`AttentionKernels`], which `Flex` implements with
+//! host kernels that skip the masked half of the scores.
 
 use std::sync::Arc;
 
@@ -16,11 +17,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
-use burn::backend::ops::{ActivationOps, AttentionModuleOptions, FloatTensorOps, ModuleOps};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{Shape, Tensor, TensorData};
 
+use crate::attention_kernel::{self, Dims};
 use crate::quant::PackedWeight;
 
 /// Training ops fused for memory.
@@ -83,12 +86,7 @@ impl FusedOps for Flex {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        Flex::attention(q, k, v, None, None, options)
+        Flex::attention_forward(q, k, v).0
     }
 
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
@@ -139,7 +137,7 @@ fn inverse_rms<B: Backend>(x: FloatTensor<B>, eps: f64) -> FloatTensor<B> {
     B::float_recip(B::float_sqrt(B::float_add_scalar(mean_square, eps.into())))
 }
 
-impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+impl<B: Backend + FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -147,13 +145,13 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let nodes = [q.node(), k.node(), v.node()];
         let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-        let out = B::causal_attention(q.clone(), k.clone(), v.clone());
+        let (out, lse) = B::attention_forward(q.clone(), k.clone(), v.clone());
         match CausalAttention
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((q, k, v), out),
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, out.clone(), lse), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -191,55 +189,101 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 #[derive(Debug)]
 struct CausalAttention;
 
-impl<B: Backend> Backward<B, 3> for CausalAttention {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+impl<B: Backend + AttentionKernels> Backward<B, 3> for CausalAttention {
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+    );
 
-    /// With the group's query heads stacked as rows (`q' [b, kvh, g·t, hd]`):
-    /// `P = softmax(q'·kᵀ·s + causal)`, `dV = Pᵀ·dO`, `dP = dO·vᵀ`,
-    /// `dS = P ⊙ (dP − rowsum(P ⊙ dP))·s`, `dQ = dS·k`, `dK = dSᵀ·q'`.
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v) = ops.state;
-        let [b, h, t, hd] = q.shape().dims();
-        let kvh = k.shape()[1];
-        let rows = h / kvh * t;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let grouped = Shape::new([b, kvh, rows, hd]);
-        let q = B::float_reshape(q, grouped.clone());
-        let grad = B::float_reshape(grads.consume::<B>(&ops.node), grouped);
+        let (q, k, v, out, lse) = ops.state;
+        let dout = grads.consume::<B>(&ops.node);
+        let (dq, dk, dv) = B::attention_backward(q, k, v, out, lse, dout);
+        for (node, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
 
-        // Query row r sits at position r mod t and sees keys 0..=r mod t.
-        let causal: Vec<f32> = (0..rows * t)
-            .map(|i| {
-                if i % t > (i / t) % t {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let causal = B::float_from_data(TensorData::new(causal, [1, 1, rows, t]), &q.device());
-        let scores = B::float_mul_scalar(
-            B::float_matmul(q.clone(), B::float_swap_dims(k.clone(), 2, 3)),
-            scale.into(),
+/// The attention kernels behind [`FusedOps::causal_attention`], for each backend.
+pub trait AttentionKernels: Backend {
+    /// Causal attention with grouped heads: the output `[b, h, t, hd]` and the row
+    /// log-sum-exp of the scaled scores `[b, h, t]`.
+    fn attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dq, dk, dv)` from the forward's inputs, output and log-sum-exp and the output
+    /// gradient.
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The values of a flex tensor, row-major.
+fn host(t: FlexTensor) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// Shapes of `q [b, h, t, hd]` and `k [b, kvh, t, hd]`.
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> Dims {
+    let [b, heads, t, d] = q.shape().dims();
+    Dims {
+        b,
+        heads,
+        kv_heads: k.shape()[1],
+        t,
+        d,
+    }
+}
+
+impl AttentionKernels for Flex {
+    fn attention_forward(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let dims = attention_dims(&q, &k);
+        let (out, lse) = attention_kernel::forward(&host(q), &host(k), &host(v), dims);
+        (
+            flex(out, &[dims.b, dims.heads, dims.t, dims.d]),
+            flex(lse, &[dims.b, dims.heads, dims.t]),
+        )
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        out: FlexTensor,
+        lse: FlexTensor,
+        dout: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let dims = attention_dims(&q, &k);
+        let (qs, ks) = (q.shape(), k.shape());
+        let (dq, dk, dv) = attention_kernel::backward(
+            (&host(q), &host(k), &host(v)),
+            &host(out),
+            &host(lse),
+            &host(dout),
+            dims,
         );
-        let p = B::softmax(B::float_add(scores, causal), 3); // [b, kvh, g·t, t]
-
-        let [q_node, k_node, v_node] = ops.parents;
-        if let Some(node) = v_node {
-            let dv = B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), grad.clone());
-            grads.register::<B>(node.id, dv);
-        }
-        let dp = B::float_matmul(grad, B::float_swap_dims(v, 2, 3));
-        let row_dot = B::float_sum_dim(B::float_mul(p.clone(), dp.clone()), 3);
-        let ds = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, row_dot)), scale.into());
-        if let Some(node) = q_node {
-            let dq = B::float_matmul(ds.clone(), k);
-            grads.register::<B>(node.id, B::float_reshape(dq, Shape::new([b, h, t, hd])));
-        }
-        if let Some(node) = k_node {
-            let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
-            grads.register::<B>(node.id, dk);
-        }
+        (flex(dq, &qs), flex(dk, &ks), flex(dv, &ks))
     }
 }
 

@@ -3,6 +3,7 @@
 //! touch burn types; the rest of Lathe uses the types exported here.
 
 pub mod allocator;
+mod attention_kernel;
 pub mod chat_template;
 pub mod config;
 pub mod engine;

@@ -70,8 +70,15 @@ fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 
 #[test]
 fn causal_attention_matches_the_decomposed_computation() {
-    // Three query heads per key/value head, as in SmolLM2.
-    let (b, h, kvh, t, hd) = (2, 6, 2, 7, 8);
+    // Three query heads per key/value head, as in SmolLM2; one partial query block,
+    // then two full ones and a partial one.
+    for t in [7, 130] {
+        attention_case(t);
+    }
+}
+
+fn attention_case(t: usize) {
+    let (b, h, kvh, hd) = (2, 6, 2, 8);
     let q = random([b, h, t, hd], 1, 1.0);
     let k = random([b, kvh, t, hd], 2, 1.0);
     let v = random([b, kvh, t, hd], 3, 1.0);

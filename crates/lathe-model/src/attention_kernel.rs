@@ -9,6 +9,8 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use crate::fast_math::{exp_shifted, max, sum};
+
 /// Query rows per block.
 const BLOCK: usize = 64;
 
@@ -125,12 +127,9 @@ pub(crate) fn forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>,
                 for r in 0..rows {
                     let row = &mut s[r * keys..(r + 1) * keys];
                     let (seen, future) = row.split_at_mut(q0 + r + 1);
-                    let max = seen.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-                    let mut sum = 0f32;
-                    for x in seen.iter_mut() {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
+                    let max = max(seen);
+                    exp_shifted(seen, max);
+                    let sum = sum(seen);
                     let inv = 1.0 / sum;
                     seen.iter_mut().for_each(|x| *x *= inv);
                     future.fill(0.0);
@@ -199,8 +198,7 @@ pub(crate) fn backward(
                     for r in 0..rows {
                         let row = &mut s[r * keys..(r + 1) * keys];
                         let (seen, future) = row.split_at_mut(q0 + r + 1);
-                        let l = lse[q0 + r];
-                        seen.iter_mut().for_each(|x| *x = (*x - l).exp());
+                        exp_shifted(seen, lse[q0 + r]);
                         future.fill(0.0);
                     }
                     assert!(dv.len() >= keys * d && dout.len() >= (q0 + rows) * d);

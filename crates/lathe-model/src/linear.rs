@@ -228,8 +228,9 @@ impl Linear {
                     _ => None,
                 };
                 let device = x.device();
+                // The scale goes on the rank-r intermediate, the smallest tensor.
                 let low = linear(dropped.clone().unwrap_or(x), lora.a.val(), None);
-                let update = linear(low, lora.b.val(), None).mul_scalar(lora.scale);
+                let update = linear(low.mul_scalar(lora.scale), lora.b.val(), None);
                 match &lora.magnitude {
                     None => base + update,
                     Some(m) => {

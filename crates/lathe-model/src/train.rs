@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::engine::Engine;
 use crate::error::{ModelError, Result};
+use crate::fast_math::{exp_shifted, max, sum};
 use crate::linear::{Linear, LoraShape};
 use crate::llama::{KvCache, StepInputs, PROJECTIONS};
 
@@ -632,14 +633,11 @@ fn head_loss(
             .par_chunks_mut(v)
             .zip(chunk.par_iter())
             .map(|(row, &(_, target, w, _))| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+                let max = max(row);
                 let target_logit = row[target as usize];
                 // One exponential per logit, kept for the gradient `w·(softmax − onehot)`.
-                let mut sum = 0f64;
-                for x in row.iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x as f64;
-                }
+                exp_shifted(row, max);
+                let sum = sum(row) as f64;
                 let nll = max as f64 + sum.ln() - target_logit as f64;
                 if grads {
                     let norm = (w as f64 / sum) as f32;

@@ -307,7 +307,7 @@ impl Attention {
         };
         *cache = Some((k.clone(), v.clone()));
         if training {
-            // The fused op keeps q, k and v for backward, not the `[b, h, t, t]` scores.
+            // The fused op keeps its inputs, output and row log-sum-exp, not the scores.
             return self.project_out(causal_attention(q, k, v), train);
         }
         let options = AttentionModuleOptions {

@@ -254,18 +254,20 @@ fn quantized_demo_model_gradients_match_f32() {
     }
 }
 
+/// Names and gradients of randomized adapters on the tiny model in `dir`.
+fn tiny_adapter_gradients(dir: &std::path::Path, dtype: BaseDtype) -> (Vec<String>, Vec<Vec<f32>>) {
+    let mut model = trainable(dir, dtype);
+    model.add_lora(&lora_plan(0.0)).unwrap();
+    randomize(&mut model, 9, 0.3, false);
+    let names: Vec<String> = model.params().iter().map(|p| p.name.clone()).collect();
+    (names, model.train_batch(&batch(), &STEP).1)
+}
+
 #[test]
 fn adapter_gradients_flow_through_quantized_base_weights() {
     let dir = tempfile::tempdir().unwrap();
     tiny(dir.path(), true);
-    let batch = batch();
-    let grads = |dtype: BaseDtype| {
-        let mut model = trainable(dir.path(), dtype);
-        model.add_lora(&lora_plan(0.0)).unwrap();
-        randomize(&mut model, 9, 0.3, false);
-        let names: Vec<String> = model.params().iter().map(|p| p.name.clone()).collect();
-        (names, model.train_batch(&batch, &STEP).1)
-    };
+    let grads = |dtype| tiny_adapter_gradients(dir.path(), dtype);
     let (names, reference) = grads(BaseDtype::F32);
     assert_eq!(names.len(), 2 * 7 * common::LAYERS);
     for (dtype, floor) in [
@@ -335,20 +337,12 @@ fn snap_to(dir: &std::path::Path, dtype: BaseDtype) {
 /// tensor): the gradient path through packed weights loses nothing of its own.
 #[test]
 fn quantized_adapter_gradients_equal_f32_on_exactly_held_weights() {
-    let batch = batch();
     for dtype in [BaseDtype::Int8, BaseDtype::Int4] {
         let dir = tempfile::tempdir().unwrap();
         tiny(dir.path(), true);
         snap_to(dir.path(), dtype);
-        let grads = |dtype: BaseDtype| {
-            let mut model = trainable(dir.path(), dtype);
-            model.add_lora(&lora_plan(0.0)).unwrap();
-            randomize(&mut model, 9, 0.3, false);
-            let names: Vec<String> = model.params().iter().map(|p| p.name.clone()).collect();
-            (names, model.train_batch(&batch, &STEP).1)
-        };
-        let (names, reference) = grads(BaseDtype::F32);
-        let (_, quantized) = grads(dtype);
+        let (names, reference) = tiny_adapter_gradients(dir.path(), BaseDtype::F32);
+        let (_, quantized) = tiny_adapter_gradients(dir.path(), dtype);
         let worst = lowest_cosine(&names, &reference, &quantized);
         eprintln!(
             "{dtype:?} on exactly held weights: lowest cosine {:.6}",

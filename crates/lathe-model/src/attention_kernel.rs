@@ -88,6 +88,17 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..t).step_by(BLOCK).map(move |q0| (q0, BLOCK.min(t - q0)))
 }
 
+/// For each score row of the block starting at query `q0`: `f(query, seen)` on the
+/// keys that query may see; the later keys are set to 0.
+fn causal_rows(s: &mut [f32], q0: usize, rows: usize, mut f: impl FnMut(usize, &mut [f32])) {
+    let keys = q0 + rows;
+    for (r, row) in s[..rows * keys].chunks_exact_mut(keys).enumerate() {
+        let (seen, future) = row.split_at_mut(q0 + r + 1);
+        f(q0 + r, seen);
+        future.fill(0.0);
+    }
+}
+
 /// `scores [rows, keys] = scale · q_block · k[0..keys]ᵀ`.
 fn scores(q: &[f32], k: &[f32], d: usize, rows: usize, keys: usize, scale: f32, s: &mut [f32]) {
     assert!(q.len() >= rows * d && k.len() >= keys * d && s.len() >= rows * keys);
@@ -124,17 +135,14 @@ pub(crate) fn forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>,
             for (q0, rows) in blocks(t) {
                 let keys = q0 + rows;
                 scores(&q[q0 * d..], k, d, rows, keys, dims.scale(), &mut s);
-                for r in 0..rows {
-                    let row = &mut s[r * keys..(r + 1) * keys];
-                    let (seen, future) = row.split_at_mut(q0 + r + 1);
+                causal_rows(&mut s, q0, rows, |i, seen| {
                     let max = max(seen);
                     exp_shifted(seen, max);
                     let sum = sum(seen);
                     let inv = 1.0 / sum;
                     seen.iter_mut().for_each(|x| *x *= inv);
-                    future.fill(0.0);
-                    lse[q0 + r] = max + sum.ln();
-                }
+                    lse[i] = max + sum.ln();
+                });
                 assert!(out.len() >= (q0 + rows) * d && v.len() >= keys * d);
                 // SAFETY: bounded by the assert and by `s` holding `rows × keys`.
                 unsafe {
@@ -195,12 +203,7 @@ pub(crate) fn backward(
                 for (q0, rows) in blocks(t) {
                     let keys = q0 + rows;
                     scores(&q[q0 * d..], k, d, rows, keys, scale, &mut s);
-                    for r in 0..rows {
-                        let row = &mut s[r * keys..(r + 1) * keys];
-                        let (seen, future) = row.split_at_mut(q0 + r + 1);
-                        exp_shifted(seen, lse[q0 + r]);
-                        future.fill(0.0);
-                    }
+                    causal_rows(&mut s, q0, rows, |i, seen| exp_shifted(seen, lse[i]));
                     assert!(dv.len() >= keys * d && dout.len() >= (q0 + rows) * d);
                     // SAFETY (all four products): every operand is bounded by the
                     // asserts here and in `scores`; `s` and `dp` hold `rows × keys`.

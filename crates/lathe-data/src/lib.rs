@@ -1,12 +1,26 @@
-//! Lathe's data layer: tables from CSV / Parquet / JSON / JSONL files, samples with
-//! H2O LLM Studio's prompt rendering, token ids with loss masks, and seeded splits.
+//! Lathe's data layer: tables from CSV / Parquet / JSON / JSONL files (alone or in a
+//! zip; ShareGPT and OpenAI chats converted), column auto-selection, conversation
+//! chains, samples with H2O LLM Studio's prompt rendering, token ids with loss masks,
+//! seeded splits and statistics.
 
+pub mod archive;
+mod chains;
+mod columns;
+mod convert;
 mod error;
 mod samples;
 mod split;
+mod stats;
 mod table;
 
+pub use chains::{Chains, MAX_CHAIN};
+pub use columns::Mapping;
+pub use convert::Shape;
 pub use error::{DataError, Result};
-pub use samples::{read_samples, unescape, Encoded, Renderer, Sample, SampleSet, TextEncoder};
+pub use samples::{
+    read_samples, unescape, Encoded, Renderer, Role, Sample, SampleSet, TextEncoder, TokenInfo,
+    Turn,
+};
 pub use split::split;
-pub use table::Table;
+pub use stats::{statistics, ColumnSummary, DatasetStats, Distribution, TokenStats};
+pub use table::{ReadOptions, Table, TABLE_EXTENSIONS};

@@ -1,6 +1,8 @@
 //! Train / validation splits and sampling, seeded so that runs repeat.
 
 use lathe_config::Dataset;
+use std::collections::HashSet;
+
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -15,7 +17,8 @@ const SAMPLE_SEED: u64 = 7331;
 
 /// Splits samples into train and validation sets per the settings. `custom` uses
 /// `validation` (read from `validation_dataframe`); `automatic` holds out
-/// `validation_size` of `train` at random.
+/// `validation_size` of `train`'s conversations at random, each conversation whole on
+/// one side (a group split; a row without chains is its own conversation).
 pub fn split(
     train: Vec<Sample>,
     validation: Option<Vec<Sample>>,
@@ -33,26 +36,17 @@ pub fn split(
             (train, valid)
         }
         _ => {
-            let n = train.len();
+            let groups = groups(&train);
+            let n = groups.len();
             let held = ((n as f64 * settings.validation_size).round() as usize).clamp(1, n);
             if held == n {
                 return Err(DataError::Setting(format!(
-                    "dataset.validation_size = {} leaves no training rows out of {n}",
+                    "dataset.validation_size = {} leaves no training conversations out of {n}",
                     settings.validation_size
                 )));
             }
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(&mut StdRng::seed_from_u64(SPLIT_SEED));
-            let mut is_valid = vec![false; n];
-            for &i in &order[..held] {
-                is_valid[i] = true;
-            }
-            let (v, t): (Vec<_>, Vec<_>) =
-                train.into_iter().zip(is_valid).partition(|(_, held)| *held);
-            (
-                t.into_iter().map(|(s, _)| s).collect(),
-                v.into_iter().map(|(s, _)| s).collect(),
-            )
+            let chosen = choose(&groups, held, SPLIT_SEED);
+            train.into_iter().partition(|s| !chosen.contains(&s.group))
         }
     };
     if settings.data_sample < 1.0 {
@@ -70,19 +64,33 @@ pub fn split(
     Ok((train, valid))
 }
 
-/// Keeps `fraction` of the samples (at least 10, or all when fewer), in file order.
+/// The distinct conversation groups of `samples`, in order of first appearance.
+fn groups(samples: &[Sample]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    samples
+        .iter()
+        .filter(|s| seen.insert(s.group))
+        .map(|s| s.group)
+        .collect()
+}
+
+/// `count` of `groups` drawn at random with `seed`.
+fn choose(groups: &[usize], count: usize, seed: u64) -> HashSet<usize> {
+    let mut order = groups.to_vec();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order.truncate(count);
+    order.into_iter().collect()
+}
+
+/// Keeps `fraction` of the conversations (at least 10, or all when fewer), in file
+/// order.
 fn sample_fraction(samples: Vec<Sample>, fraction: f64) -> Vec<Sample> {
-    let n = samples.len();
+    let groups = groups(&samples);
+    let n = groups.len();
     let keep = ((n as f64 * fraction).round() as usize).max(10).min(n);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(SAMPLE_SEED));
-    let mut kept = vec![false; n];
-    for &i in &order[..keep] {
-        kept[i] = true;
-    }
+    let kept = choose(&groups, keep, SAMPLE_SEED);
     samples
         .into_iter()
-        .zip(kept)
-        .filter_map(|(s, k)| k.then_some(s))
+        .filter(|s| kept.contains(&s.group))
         .collect()
 }

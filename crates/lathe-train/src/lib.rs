@@ -10,4 +10,4 @@ mod trainer;
 pub mod validation;
 
 pub use error::{Result, TrainError};
-pub use trainer::{run_folder, train, Summary, TrainedModel};
+pub use trainer::{run_folder, train, Encoder, Summary, TrainedModel};

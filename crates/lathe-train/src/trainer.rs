@@ -23,7 +23,7 @@ use crate::run::{now, RunDir};
 use crate::validation::{generation_config, validate, Validation, ValidationSet};
 
 /// The backbone's tokenizer as `lathe-data` sees it.
-struct Encoder<'a>(&'a Tokenizer);
+pub struct Encoder<'a>(pub &'a Tokenizer);
 
 impl TextEncoder for Encoder<'_> {
     fn encode_text(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
@@ -31,6 +31,9 @@ impl TextEncoder for Encoder<'_> {
     }
     fn eos_text(&self) -> Option<String> {
         self.0.eos_token.clone()
+    }
+    fn decode(&self, ids: &[u32]) -> std::result::Result<String, String> {
+        self.0.decode(ids, false).map_err(|e| e.to_string())
     }
 }
 
@@ -636,19 +639,7 @@ impl TrainedModel {
         let encoder = Encoder(&self.engine.tokenizer);
         let d = &self.config.dataset;
         let renderer = Renderer::new(d, self.config.tokenizer.max_length as usize, &encoder);
-        let eos = if d.add_eos_token_to_answer {
-            self.engine.tokenizer.eos_token.clone().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut text = String::new();
-        for (i, (p, a)) in history.iter().enumerate() {
-            text.push_str(&renderer.prompt_text(if i == 0 { system } else { None }, p));
-            text.push_str(a);
-            text.push_str(&eos);
-        }
-        text.push_str(&renderer.prompt_text(if history.is_empty() { system } else { None }, user));
-        text
+        renderer.conversation_text(system, history, user)
     }
 
     /// Stop strings of the run's prompt format.

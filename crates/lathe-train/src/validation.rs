@@ -141,12 +141,12 @@ pub fn validate(model: &TrainableModel, set: &ValidationSet, run: &Path) -> Resu
                 .min()
                 .unwrap_or(text.len());
             let prediction = text[..cut].trim();
-            let bleu = sentence_bleu(prediction, &sample.answer);
+            let bleu = sentence_bleu(prediction, sample.answer());
             bleu_sum += bleu;
             rows.write_record([
                 &sample.row.to_string(),
-                &sample.prompt,
-                &sample.answer,
+                sample.prompt(),
+                sample.answer(),
                 prediction,
                 &format!("{bleu:.4}"),
             ])

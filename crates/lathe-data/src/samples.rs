@@ -65,6 +65,8 @@ pub struct SampleSet {
     pub dropped_without_prompt: usize,
     /// Conversations (chains) the rows form; the row count without chains.
     pub conversations: usize,
+    /// Rows left out because they end a conversation with a prompt and no answer.
+    pub unanswered_ends: usize,
 }
 
 /// Names that `personalize` replaces with the chatbot's name.
@@ -136,15 +138,7 @@ pub fn read_samples(table: &Table, settings: &Dataset) -> Result<SampleSet> {
             turns.push(None);
             continue;
         }
-        let answer = cells[answer_col]
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| DataError::Value {
-                path: table.path.clone(),
-                row,
-                column: settings.answer_column.clone(),
-                message: "the answer is missing or empty".into(),
-            })?;
+        let answer = cells[answer_col].as_deref().unwrap_or_default();
         turns.push(Some(Turn {
             row,
             prompt: personalize(&parts.join(&separator)),
@@ -157,9 +151,20 @@ pub fn read_samples(table: &Table, settings: &Dataset) -> Result<SampleSet> {
             .filter(|s| !s.is_empty())
             .map(personalize)
     };
-    let kept: Vec<bool> = turns.iter().map(Option::is_some).collect();
+    let missing_answer = |row: usize, why: &str| DataError::Value {
+        path: table.path.clone(),
+        row: row + 1,
+        column: settings.answer_column.clone(),
+        message: format!("the answer is missing or empty{why}"),
+    };
+    let has_answer = |r: usize| turns[r].as_ref().is_none_or(|t| !t.answer.is_empty());
+    let mut kept: Vec<bool> = turns.iter().map(Option::is_some).collect();
+    let mut unanswered_ends = 0;
     let (samples, conversations) = match chain_cols {
         None => {
+            if let Some(r) = (0..turns.len()).find(|&r| !has_answer(r)) {
+                return Err(missing_answer(r, ""));
+            }
             let samples: Vec<Sample> = turns
                 .iter()
                 .enumerate()
@@ -176,7 +181,22 @@ pub fn read_samples(table: &Table, settings: &Dataset) -> Result<SampleSet> {
             (samples, n)
         }
         Some((id_col, parent_col)) => {
-            let chains = Chains::link(table, id_col, parent_col, &kept)?;
+            // A conversation may end with a prompt nobody answered: that last row is
+            // left out (and counted); a missing answer earlier in a chain is an error.
+            let mut chains = Chains::link(table, id_col, parent_col, &kept)?;
+            for r in (0..turns.len()).filter(|&r| !has_answer(r)) {
+                if !chains.is_leaf[r] {
+                    return Err(missing_answer(
+                        r,
+                        "; only the last turn of a conversation may have no answer",
+                    ));
+                }
+                kept[r] = false;
+                unanswered_ends += 1;
+            }
+            if unanswered_ends > 0 {
+                chains = Chains::link(table, id_col, parent_col, &kept)?;
+            }
             let conversations = (0..kept.len())
                 .filter(|&r| kept[r] && chains.parent[r].is_none())
                 .count();
@@ -202,13 +222,14 @@ pub fn read_samples(table: &Table, settings: &Dataset) -> Result<SampleSet> {
         return Err(DataError::Format {
             path: table.path.clone(),
             row: None,
-            message: "no row has a prompt".into(),
+            message: "no row has a prompt and an answer".into(),
         });
     }
     Ok(SampleSet {
         samples,
         dropped_without_prompt: dropped,
         conversations,
+        unanswered_ends,
     })
 }
 

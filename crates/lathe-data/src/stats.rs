@@ -129,6 +129,8 @@ pub struct DatasetStats {
     pub rows: usize,
     /// Rows left out for having no prompt.
     pub dropped_without_prompt: usize,
+    /// Rows left out for ending a conversation with an unanswered prompt.
+    pub unanswered_ends: usize,
     /// Samples the settings make (partial conversations included unless
     /// `limit_chained_samples`).
     pub samples: usize,
@@ -229,6 +231,7 @@ pub fn statistics(
     Ok(DatasetStats {
         rows: table.rows.len(),
         dropped_without_prompt: set.dropped_without_prompt,
+        unanswered_ends: set.unanswered_ends,
         samples: set.samples.len(),
         conversations: set.conversations,
         turns: Distribution::of(complete.iter().map(|s| s.turns.len() as f64).collect()),

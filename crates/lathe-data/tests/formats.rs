@@ -213,8 +213,6 @@ fn a_large_csv_is_streamed() {
     drop(file);
     let table = Table::read(&path).unwrap();
     assert_eq!(table.rows.len(), rows);
-    assert_eq!(
-        cell(&table, rows - 1, "instruction").unwrap().len(),
-        1000 + 7
-    );
+    let last = format!("{} {text}", rows - 1);
+    assert_eq!(cell(&table, rows - 1, "instruction"), Some(last.as_str()));
 }

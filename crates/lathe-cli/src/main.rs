@@ -1,5 +1,6 @@
 //! `lathe`: the command-line face of Lathe.
 
+mod dataset;
 mod generate;
 mod train;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Print or check configurations.
     #[command(subcommand)]
     Config(train::ConfigCommand),
+    /// Look at data files as training sees them.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(args) => generate::run_chat(args),
         Command::Train(args) => train::run_train(args),
         Command::Config(command) => train::run_config(command),
+        Command::Dataset(command) => dataset::run_dataset(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

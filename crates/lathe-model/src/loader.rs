@@ -31,7 +31,15 @@ pub fn load_for_training(spec: &str, dtype: BaseDtype) -> Result<Engine> {
     load_with(spec, Some(dtype))
 }
 
-fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
+/// Where a model named by the user lives.
+enum Located {
+    Gguf(std::path::PathBuf),
+    Folder(std::path::PathBuf),
+}
+
+/// Finds `spec`: `demo`, a GGUF file, a model folder, or a Hub id (downloaded or
+/// taken from the Hub cache).
+fn locate(spec: &str) -> Result<Located> {
     let path = Path::new(spec);
     if spec == "demo" && !path.exists() {
         let demo = demo_model_path();
@@ -41,23 +49,63 @@ fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
                 demo.display()
             )));
         }
-        return load_gguf_with(&demo, training);
+        return Ok(Located::Gguf(demo));
     }
     if path.is_file() {
-        return load_gguf_with(path, training);
+        return Ok(Located::Gguf(path.to_path_buf()));
     }
     if path.is_dir() {
-        return load_folder_with(path, training);
+        return Ok(Located::Folder(path.to_path_buf()));
     }
     if !spec.ends_with(".gguf") && hub::looks_like_hub_id(spec) {
-        let dir = hub::resolve(spec)?;
-        let mut engine = load_folder_with(&dir, training)?;
-        engine.source = spec.to_string();
-        return Ok(engine);
+        return Ok(Located::Folder(hub::resolve(spec)?));
     }
     Err(ModelError::Resolve(format!(
         "model `{spec}`: no such file or folder, and not a Hub id of the form org/name"
     )))
+}
+
+fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
+    match locate(spec)? {
+        Located::Gguf(path) => load_gguf_with(&path, training),
+        Located::Folder(dir) => {
+            let mut engine = load_folder_with(&dir, training)?;
+            if !Path::new(spec).is_dir() {
+                engine.source = spec.to_string();
+            }
+            Ok(engine)
+        }
+    }
+}
+
+/// Loads only the tokenizer of the model `spec` names (as [`load`] names models).
+pub fn load_tokenizer(spec: &str) -> Result<Tokenizer> {
+    match locate(spec)? {
+        Located::Gguf(path) => Tokenizer::from_gguf(&GgufFile::open(&path)?),
+        Located::Folder(dir) => Ok(folder_tokenizer(&dir)?.0),
+    }
+}
+
+/// A folder's tokenizer and its `tokenizer_config.json`.
+fn folder_tokenizer(dir: &Path) -> Result<(Tokenizer, Option<Value>)> {
+    let tokenizer_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
+    let special = |key: &str| -> Option<String> {
+        match tokenizer_config.as_ref()?.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+            _ => None,
+        }
+    };
+    let tokenizer_path = dir.join("tokenizer.json");
+    if !tokenizer_path.exists() {
+        return Err(ModelError::Resolve(format!(
+            "{}: no tokenizer.json",
+            dir.display()
+        )));
+    }
+    let tokenizer =
+        Tokenizer::from_file(&tokenizer_path, special("bos_token"), special("eos_token"))?;
+    Ok((tokenizer, tokenizer_config))
 }
 
 /// File name of the demo model (SmolLM2-135M-Instruct, GGUF Q4_1).
@@ -139,23 +187,7 @@ fn load_folder_with(dir: &Path, training: Option<BaseDtype>) -> Result<Engine> {
         )));
     }
     let config = LlamaConfig::from_json_file(&config_path)?;
-    let tokenizer_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
-    let special = |key: &str| -> Option<String> {
-        match tokenizer_config.as_ref()?.get(key)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
-            _ => None,
-        }
-    };
-    let tokenizer_path = dir.join("tokenizer.json");
-    if !tokenizer_path.exists() {
-        return Err(ModelError::Resolve(format!(
-            "{}: no tokenizer.json",
-            dir.display()
-        )));
-    }
-    let tokenizer =
-        Tokenizer::from_file(&tokenizer_path, special("bos_token"), special("eos_token"))?;
+    let (tokenizer, tokenizer_config) = folder_tokenizer(dir)?;
     let template_source = tokenizer_config
         .as_ref()
         .and_then(|c| c.get("chat_template"))

@@ -211,6 +211,13 @@ fn read_split(
             table.path.display()
         ));
     }
+    if set.unanswered_ends > 0 {
+        run.log(&format!(
+            "warning: {} conversations of {} end with a prompt nobody answered; those last rows were left out",
+            set.unanswered_ends,
+            table.path.display()
+        ));
+    }
     let validation = match (&d.validation_strategy[..], &d.validation_dataframe) {
         ("custom", Some(path)) => Some(read_samples(&Table::read(Path::new(path))?, d)?.samples),
         _ => None,

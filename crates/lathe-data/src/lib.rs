@@ -8,6 +8,7 @@ mod chains;
 mod columns;
 mod convert;
 mod error;
+mod labels;
 mod samples;
 mod split;
 mod stats;
@@ -17,6 +18,7 @@ pub use chains::{Chains, MAX_CHAIN};
 pub use columns::Mapping;
 pub use convert::Shape;
 pub use error::{DataError, Result};
+pub use labels::{read_labels, read_preferences, LabelKind, Preference};
 pub use samples::{
     read_samples, unescape, Encoded, Renderer, Role, Sample, SampleSet, TextEncoder, TokenInfo,
     Turn,

@@ -4,6 +4,7 @@
 //! seeded splits and statistics.
 
 pub mod archive;
+mod augment;
 mod chains;
 mod columns;
 mod convert;
@@ -14,6 +15,7 @@ mod split;
 mod stats;
 mod table;
 
+pub use augment::ParentAugmentation;
 pub use chains::{Chains, MAX_CHAIN};
 pub use columns::Mapping;
 pub use convert::Shape;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use lathe_config::Config;
-use lathe_data::{read_samples, split, Encoded, Renderer, Table, TextEncoder};
+use lathe_data::{read_samples, split, Encoded, ParentAugmentation, Renderer, Table, TextEncoder};
 use lathe_model::loader::load_for_training;
 use lathe_model::quant::BaseDtype;
 use lathe_model::train::{Batch, LoraPlan, TrainStep, TrainableModel};
@@ -61,20 +61,10 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.tokenizer.add_prompt_answer_tokens {
         return refuse("tokenizer.add_prompt_answer_tokens");
     }
-    for (key, v) in [
-        (
-            "augmentation.token_mask_probability",
-            c.augmentation.token_mask_probability,
-        ),
-        (
-            "augmentation.skip_parent_probability",
-            c.augmentation.skip_parent_probability,
-        ),
-        (
-            "augmentation.random_parent_probability",
-            c.augmentation.random_parent_probability,
-        ),
-    ] {
+    for (key, v) in [(
+        "augmentation.token_mask_probability",
+        c.augmentation.token_mask_probability,
+    )] {
         if v > 0.0 {
             return refuse(key);
         }
@@ -300,6 +290,10 @@ fn run_loop(
             .collect()
     };
     let train_set = encode(&train_samples)?;
+    let augmentation = ParentAugmentation {
+        skip_parent: config.augmentation.skip_parent_probability,
+        random_parent: config.augmentation.random_parent_probability,
+    };
     let valid_set = encode(&valid_samples)?;
     let truncated = train_set.iter().filter(|e| e.truncated).count();
     if truncated > 0 {
@@ -430,7 +424,23 @@ fn run_loop(
         let epoch = position.micro_step / steps_per_epoch;
         let batches = epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, epoch);
         let index = (position.micro_step % steps_per_epoch) as usize;
-        let refs: Vec<&Encoded> = batches[index].iter().map(|&i| &train_set[i]).collect();
+        let augmented: Vec<Encoded>;
+        let refs: Vec<&Encoded> = if augmentation.is_active() {
+            // Drawn afresh for every micro-step, reproducibly (so resume is exact).
+            let mut rng = StdRng::seed_from_u64(
+                seed ^ position.micro_step.wrapping_mul(0xA24B_AED4_963E_E407),
+            );
+            augmented = batches[index]
+                .iter()
+                .map(|&i| {
+                    let sample = augmentation.apply(&train_samples[i], &train_samples, &mut rng);
+                    renderer.encode_sample(&sample)
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            augmented.iter().collect()
+        } else {
+            batches[index].iter().map(|&i| &train_set[i]).collect()
+        };
         let batch = make_batch(
             &refs,
             pad,

@@ -282,14 +282,15 @@ fn a_dora_run_saves_peft_magnitudes_and_answers() {
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
 
-/// A run on 10 conversations of the real chat file, chained by `parent_id`.
+/// A run on 10 conversations of the real chat file, chained by `parent_id`; with
+/// `augment`, parents skipped and replaced and tokens masked at random.
 fn write_chat_config(dir: &Path, name: &str, augment: bool) -> std::path::PathBuf {
     let data =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/chitchat_1000conv.zip");
     let run = dir.join(name);
     let probability = if augment { 0.5 } else { 0.0 };
     let cfg = format!(
-        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  prompt_column: [instruction]\n  answer_column: output\n  parent_id_column: parent_id\n  id_column: id\n  system_column: None\n  limit_chained_samples: true\n  validation_size: 0.2\n  data_sample: 0.01\ntokenizer:\n  max_length: 96\narchitecture:\n  backbone_dtype: int8\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  evaluation_epochs: 1\naugmentation:\n  skip_parent_probability: {probability}\n  random_parent_probability: {probability}\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 11\n",
+        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  prompt_column: [instruction]\n  answer_column: output\n  parent_id_column: parent_id\n  id_column: id\n  system_column: None\n  limit_chained_samples: true\n  validation_size: 0.2\n  data_sample: 0.01\ntokenizer:\n  max_length: 96\narchitecture:\n  backbone_dtype: int8\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  evaluation_epochs: 1\naugmentation:\n  skip_parent_probability: {probability}\n  random_parent_probability: {probability}\n  token_mask_probability: {probability}\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 11\n",
         run.display(),
         data.display()
     );
@@ -299,7 +300,7 @@ fn write_chat_config(dir: &Path, name: &str, augment: bool) -> std::path::PathBu
 }
 
 #[test]
-fn conversations_train_with_reproducible_parent_augmentations() {
+fn conversations_train_with_reproducible_augmentations() {
     let dir = tempfile::tempdir().unwrap();
     let mut losses = Vec::new();
     for (name, augment) in [("a", true), ("b", true), ("plain", false)] {

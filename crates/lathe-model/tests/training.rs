@@ -49,7 +49,13 @@ fn batch() -> Batch {
             }
         })
         .collect();
-    Batch { b, t, ids, weights }
+    Batch {
+        b,
+        t,
+        ids,
+        weights,
+        hidden: None,
+    }
 }
 
 const STEP: TrainStep = TrainStep {
@@ -218,6 +224,7 @@ fn quantized_demo_model_gradients_match_f32() {
         t,
         weights: (0..t).map(|j| if j == 0 { 0.0 } else { 1.0 }).collect(),
         ids,
+        hidden: None,
     };
     let grads = |dtype: BaseDtype| {
         let mut model = TrainableModel::new(load_for_training(spec, dtype).unwrap());
@@ -355,4 +362,49 @@ fn quantized_adapter_gradients_equal_f32_on_exactly_held_weights() {
             worst.1
         );
     }
+}
+
+/// Token masking: a hidden token changes nothing at the positions after the next one
+/// (they cannot see it), in the evaluator and in the training pass alike.
+#[test]
+fn hidden_tokens_are_invisible_to_later_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path(), false);
+    let mut model = trainable(dir.path(), BaseDtype::F32);
+    model.add_lora(&lora_plan(0.0)).unwrap();
+    randomize(&mut model, 9, 0.3, false);
+    let j = 4;
+    let with_token = |id: u32, hide: bool| {
+        let mut b = batch();
+        b.ids[j] = id;
+        b.hidden = hide.then(|| (0..b.b * b.t).map(|i| i == j).collect());
+        b
+    };
+    let nll = |b: &Batch| model.evaluator().loss(b).nll;
+    let (a, b) = (nll(&with_token(3, true)), nll(&with_token(7, true)));
+    let t = batch().t;
+    for i in j + 2..t {
+        assert!(
+            (a[i] - b[i]).abs() < 1e-5,
+            "position {i}: {} vs {}",
+            a[i],
+            b[i]
+        );
+    }
+    assert!(
+        (a[j + 1] - b[j + 1]).abs() > 1e-6,
+        "the token still sees itself"
+    );
+    let (c, d) = (nll(&with_token(3, false)), nll(&with_token(7, false)));
+    assert!(
+        (j + 2..t).any(|i| (c[i] - d[i]).abs() > 1e-4),
+        "visible, it matters"
+    );
+    // The second row is untouched by the first row's hidden token.
+    assert_eq!(a[t..], c[t..]);
+    // The training pass sees the same function.
+    let hidden = with_token(3, true);
+    let (loss, _) = model.train_batch(&hidden, &STEP);
+    let expected = model.evaluator().loss(&hidden).loss;
+    assert!((loss.loss - expected).abs() < 1e-4 * expected.abs().max(1.0));
 }

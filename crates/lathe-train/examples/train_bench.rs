@@ -49,7 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weights = (0..b * t)
         .map(|i| if i % t == 0 { 0.0 } else { 1.0 / n })
         .collect();
-    let batch = Batch { b, t, ids, weights };
+    let batch = Batch {
+        b,
+        t,
+        ids,
+        weights,
+        hidden: None,
+    };
     let params = trainable.params().to_vec();
     let no_decay: Vec<bool> = params.iter().map(|p| p.no_decay).collect();
     let mut optimizer = Optimizer::new(

@@ -13,7 +13,7 @@ use lathe_model::train::{Batch, LoraPlan, TrainStep, TrainableModel};
 use lathe_model::Tokenizer;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::checkpoint::{self, AdapterConfig, Position};
@@ -61,14 +61,6 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.tokenizer.add_prompt_answer_tokens {
         return refuse("tokenizer.add_prompt_answer_tokens");
     }
-    for (key, v) in [(
-        "augmentation.token_mask_probability",
-        c.augmentation.token_mask_probability,
-    )] {
-        if v > 0.0 {
-            return refuse(key);
-        }
-    }
     for (path, value) in c.gpu_only_settings_in_use() {
         log(&format!(
             "note: {path} = {value} applies to GPUs only; not applicable on this CPU"
@@ -112,9 +104,11 @@ fn epoch_batches(
 }
 
 /// Pads samples on the right to a common length (the `quantile` of their lengths; longer
-/// samples keep their end) and weighs the loss per the loss function.
+/// samples keep their end) and weighs the loss per the loss function. `hidden` marks,
+/// per sample, the tokens that token masking hides.
 pub(crate) fn make_batch(
     samples: &[&Encoded],
+    hidden: Option<&[Vec<bool>]>,
     pad: u32,
     quantile: f64,
     max_length: usize,
@@ -133,6 +127,7 @@ pub(crate) fn make_batch(
     let b = samples.len();
     let mut ids = vec![pad; b * t];
     let mut weights = vec![0f32; b * t];
+    let mut hidden_out = hidden.map(|_| vec![false; b * t]);
     let tokens: usize = samples
         .iter()
         .map(|s| {
@@ -143,6 +138,9 @@ pub(crate) fn make_batch(
     for (r, s) in samples.iter().enumerate() {
         let cut = s.input_ids.len().saturating_sub(t);
         let (row_ids, row_mask) = (&s.input_ids[cut..], &s.loss_mask[cut..]);
+        if let (Some(out), Some(hidden)) = (&mut hidden_out, hidden) {
+            out[r * t..r * t + row_ids.len()].copy_from_slice(&hidden[r][cut..]);
+        }
         let n_loss = row_mask.iter().skip(1).filter(|m| **m).count().max(1);
         for (j, (&id, &m)) in row_ids.iter().zip(row_mask).enumerate() {
             ids[r * t + j] = id;
@@ -156,7 +154,29 @@ pub(crate) fn make_batch(
             }
         }
     }
-    Batch { b, t, ids, weights }
+    Batch {
+        b,
+        t,
+        ids,
+        weights,
+        hidden: hidden_out,
+    }
+}
+
+/// Token masking: each token after the first is, with probability `p`, replaced by
+/// `pad`, hidden from the tokens after it and not a target. Returns the masked
+/// sample and which tokens are hidden.
+fn mask_tokens(sample: &Encoded, p: f64, pad: u32, rng: &mut StdRng) -> (Encoded, Vec<bool>) {
+    let mut out = sample.clone();
+    let mut hidden = vec![false; out.input_ids.len()];
+    for j in 1..out.input_ids.len() {
+        if rng.random_bool(p) {
+            hidden[j] = true;
+            out.input_ids[j] = pad;
+            out.loss_mask[j] = false;
+        }
+    }
+    (out, hidden)
 }
 
 /// Trains per `config` into `run` (a fresh folder, or one to resume when `resume`).
@@ -290,6 +310,7 @@ fn run_loop(
             .collect()
     };
     let train_set = encode(&train_samples)?;
+    let token_mask = config.augmentation.token_mask_probability;
     let augmentation = ParentAugmentation {
         skip_parent: config.augmentation.skip_parent_probability,
         random_parent: config.augmentation.random_parent_probability,
@@ -424,25 +445,37 @@ fn run_loop(
         let epoch = position.micro_step / steps_per_epoch;
         let batches = epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, epoch);
         let index = (position.micro_step % steps_per_epoch) as usize;
-        let augmented: Vec<Encoded>;
-        let refs: Vec<&Encoded> = if augmentation.is_active() {
-            // Drawn afresh for every micro-step, reproducibly (so resume is exact).
-            let mut rng = StdRng::seed_from_u64(
-                seed ^ position.micro_step.wrapping_mul(0xA24B_AED4_963E_E407),
-            );
-            augmented = batches[index]
+        // Augmentations are drawn afresh for every micro-step, reproducibly (so that
+        // resume is exact).
+        let mut rng =
+            StdRng::seed_from_u64(seed ^ position.micro_step.wrapping_mul(0xA24B_AED4_963E_E407));
+        let mut drawn: Vec<Encoded> = if augmentation.is_active() {
+            batches[index]
                 .iter()
                 .map(|&i| {
                     let sample = augmentation.apply(&train_samples[i], &train_samples, &mut rng);
                     renderer.encode_sample(&sample)
                 })
-                .collect::<std::result::Result<_, _>>()?;
-            augmented.iter().collect()
+                .collect::<std::result::Result<_, _>>()?
         } else {
-            batches[index].iter().map(|&i| &train_set[i]).collect()
+            batches[index]
+                .iter()
+                .map(|&i| train_set[i].clone())
+                .collect()
         };
+        let mut hidden = None;
+        if token_mask > 0.0 {
+            let (masked, h): (Vec<_>, Vec<_>) = drawn
+                .iter()
+                .map(|e| mask_tokens(e, token_mask, pad, &mut rng))
+                .unzip();
+            drawn = masked;
+            hidden = Some(h);
+        }
+        let refs: Vec<&Encoded> = drawn.iter().collect();
         let batch = make_batch(
             &refs,
+            hidden.as_deref(),
             pad,
             config.tokenizer.padding_quantile,
             max_length,

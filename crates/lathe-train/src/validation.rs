@@ -93,7 +93,7 @@ pub fn validate(model: &TrainableModel, set: &ValidationSet, run: &Path) -> Resu
     let (mut nll_sum, mut tokens, mut ppl_sum) = (0f64, 0usize, 0f64);
     for chunk in set.encoded.chunks(set.batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
-        let batch = make_batch(&refs, set.pad, 1.0, usize::MAX, true, 1.0);
+        let batch = make_batch(&refs, None, set.pad, 1.0, usize::MAX, true, 1.0);
         let out = evaluator.loss(&batch);
         for r in 0..batch.b {
             let (mut s, mut n) = (0f64, 0usize);

@@ -54,9 +54,11 @@ fn chains(rows: usize) {
         conversation += 1;
     }
     drop(file);
-    let mut d = Dataset::default();
-    d.prompt_column = vec!["instruction".into()];
-    d.parent_id_column = Some("parent_id".into());
+    let d = Dataset {
+        prompt_column: vec!["instruction".into()],
+        parent_id_column: Some("parent_id".into()),
+        ..Default::default()
+    };
     let start = Instant::now();
     let table = Table::read(&path).unwrap();
     let read_s = start.elapsed().as_secs_f64();

@@ -7,12 +7,13 @@ use lathe_config::Dataset;
 use lathe_data::{read_samples, split, statistics, Mapping, Table, MAX_CHAIN};
 
 fn chat_settings() -> Dataset {
-    let mut d = Dataset::default();
-    d.prompt_column = vec!["instruction".into()];
-    d.answer_column = "output".into();
-    d.parent_id_column = Some("parent_id".into());
-    d.id_column = Some("id".into());
-    d
+    Dataset {
+        prompt_column: vec!["instruction".into()],
+        answer_column: "output".into(),
+        parent_id_column: Some("parent_id".into()),
+        id_column: Some("id".into()),
+        ..Default::default()
+    }
 }
 
 fn table(dir: &Path, csv: &str) -> Table {

@@ -123,8 +123,10 @@ fn bad_labels_name_row_column_and_value() {
     let dpo = dir.path().join("dpo.csv");
     std::fs::write(&dpo, "instruction,output,rejected\nq,good,bad\nq2,fine,\n").unwrap();
     let table = Table::read(&dpo).unwrap();
-    let mut d = Dataset::default();
-    d.prompt_column = vec!["instruction".into()];
+    let d = Dataset {
+        prompt_column: vec!["instruction".into()],
+        ..Default::default()
+    };
     let e = read_preferences(&table, &d, "rejected", None)
         .unwrap_err()
         .to_string();

@@ -22,11 +22,12 @@ impl TextEncoder for Chars {
 }
 
 fn settings() -> Dataset {
-    let mut d = Dataset::default();
-    d.text_system_start = "S:".into();
-    d.text_prompt_start = "P:".into();
-    d.text_answer_separator = "A:".into();
-    d
+    Dataset {
+        text_system_start: "S:".into(),
+        text_prompt_start: "P:".into(),
+        text_answer_separator: "A:".into(),
+        ..Default::default()
+    }
 }
 
 fn sample(system: Option<&str>, turns: &[(&str, &str)]) -> Sample {

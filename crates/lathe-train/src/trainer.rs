@@ -168,13 +168,12 @@ pub(crate) fn make_batch(
 /// sample and which tokens are hidden.
 fn mask_tokens(sample: &Encoded, p: f64, pad: u32, rng: &mut StdRng) -> (Encoded, Vec<bool>) {
     let mut out = sample.clone();
-    let mut hidden = vec![false; out.input_ids.len()];
-    for j in 1..out.input_ids.len() {
-        if rng.random_bool(p) {
-            hidden[j] = true;
-            out.input_ids[j] = pad;
-            out.loss_mask[j] = false;
-        }
+    let hidden: Vec<bool> = (0..out.input_ids.len())
+        .map(|j| j > 0 && rng.random_bool(p))
+        .collect();
+    for (j, _) in hidden.iter().enumerate().filter(|(_, h)| **h) {
+        out.input_ids[j] = pad;
+        out.loss_mask[j] = false;
     }
     (out, hidden)
 }

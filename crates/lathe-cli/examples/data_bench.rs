@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use lathe_config::Dataset;
 use lathe_data::{read_samples, Mapping, Renderer, Table, TextEncoder};
-use lathe_train::Encoder;
+use lathe_train::TextFormat;
 
 /// Markers only: the bench renders text, it does not tokenize.
 struct NoTokenizer;
@@ -66,13 +66,12 @@ fn chains(rows: usize) {
     let renderer = Renderer::new(&d, 512, &NoTokenizer);
     let mut chars = 0usize;
     for s in &samples {
-        let history: Vec<(String, String)> = s.turns[..s.turns.len() - 1]
+        chars += renderer
+            .pieces(s)
+            .unwrap()
             .iter()
-            .map(|t| (t.prompt.to_string(), t.answer.to_string()))
-            .collect();
-        let text = renderer.conversation_text(s.system.as_deref(), &history, s.prompt())
-            + &renderer.answer_text(s.answer());
-        chars += text.len();
+            .map(|(text, _)| text.len())
+            .sum::<usize>();
     }
     let total_s = start.elapsed().as_secs_f64();
     println!(
@@ -85,14 +84,14 @@ fn chains(rows: usize) {
 }
 
 fn tokenize(file: &str) {
-    let tokenizer = lathe_model::loader::load_tokenizer("demo").unwrap();
-    let encoder = Encoder(&tokenizer);
+    let (tokenizer, template) = lathe_model::loader::load_text("demo").unwrap();
     let table = Table::read(std::path::Path::new(file)).unwrap();
     let mut d = Dataset::default();
     Mapping::auto(&table.columns).apply(&mut d);
     d.limit_chained_samples = true;
     let samples = read_samples(&table, &d).unwrap().samples;
-    let renderer = Renderer::new(&d, usize::MAX, &encoder);
+    let text = TextFormat::new(tokenizer, template, &d).unwrap();
+    let renderer = text.renderer(&d, usize::MAX);
     let rows: usize = samples.iter().map(|s| s.turns.len()).sum();
     let start = Instant::now();
     let mut tokens = 0;

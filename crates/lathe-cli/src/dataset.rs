@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use lathe_config::Config;
 use lathe_data::{
     read_samples, statistics, ColumnSummary, DatasetStats, Distribution, Encoded, Mapping,
-    ReadOptions, Renderer, Role, Table,
+    ReadOptions, Role, Table,
 };
-use lathe_train::Encoder;
+use lathe_train::TextFormat;
 
 /// `lathe dataset …`.
 #[derive(Subcommand)]
@@ -47,6 +47,9 @@ pub struct InspectArgs {
     /// Only complete conversations become samples.
     #[arg(long)]
     limit_chained_samples: bool,
+    /// Render with the model's own chat template instead of the text markers.
+    #[arg(long)]
+    use_chat_template: bool,
     /// CSV delimiter (guessed when not given).
     #[arg(long)]
     delimiter: Option<char>,
@@ -114,14 +117,15 @@ fn inspect(args: InspectArgs) -> Result<()> {
         d.id_column = none_or(id);
     }
     d.limit_chained_samples |= args.limit_chained_samples;
+    d.use_chat_template |= args.use_chat_template;
     let d = &config.dataset;
-    let tokenizer = lathe_model::loader::load_tokenizer(&args.model)
+    let (tokenizer, template) = lathe_model::loader::load_text(&args.model)
         .with_context(|| format!("loading the tokenizer of `{}`", args.model))?;
-    let encoder = Encoder(&tokenizer);
+    let text = TextFormat::new(tokenizer, template, d)?;
     let max_length = config.tokenizer.max_length as usize;
-    let stats = statistics(&table, d, Some((&encoder, max_length)))?;
+    let renderer = text.renderer(d, max_length);
+    let stats = statistics(&table, d, Some(&renderer))?;
     let set = read_samples(&table, d)?;
-    let renderer = Renderer::new(d, max_length, &encoder);
     // The first sample, then the ones with the most turns.
     let mut picks: Vec<usize> = (0..set.samples.len()).collect();
     picks.sort_by_key(|&i| (i != 0, std::cmp::Reverse(set.samples[i].turns.len()), i));
@@ -168,7 +172,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         report(&table, &mapping, source, d.limit_chained_samples, &stats)
     );
     for (row, encoded) in &rendered {
-        print!("{}", render(&tokenizer, *row, encoded, max_length)?);
+        print!("{}", render(text.tokenizer(), *row, encoded, max_length)?);
     }
     Ok(())
 }

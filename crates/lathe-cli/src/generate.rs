@@ -115,7 +115,7 @@ impl Model {
         user: &str,
     ) -> Result<String> {
         match self {
-            Model::Trained(t) => Ok(t.prompt(system, history, user)),
+            Model::Trained(t) => Ok(t.prompt(system, history, user)?),
             Model::Plain(e) => {
                 let mut messages: Vec<ChatMessage> = system
                     .map(|s| ChatMessage::new("system", s))
@@ -131,10 +131,10 @@ impl Model {
         }
     }
 
-    fn stop_strings(&self) -> Vec<String> {
+    fn stop_strings(&self) -> Result<Vec<String>> {
         match self {
-            Model::Trained(t) => t.stop_strings(),
-            Model::Plain(_) => Vec::new(),
+            Model::Trained(t) => Ok(t.stop_strings()?),
+            Model::Plain(_) => Ok(Vec::new()),
         }
     }
 }
@@ -157,7 +157,7 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
     let model = args.model.load()?;
     let engine = model.engine();
     let mut config = args.model.generation(engine);
-    config.stop_strings.extend(model.stop_strings());
+    config.stop_strings.extend(model.stop_strings()?);
     config.validate()?;
     let (text, add_special) = if args.chat || args.model.run.is_some() {
         let system = args.model.system.as_deref();
@@ -204,7 +204,7 @@ pub fn run_chat(args: ChatArgs) -> Result<()> {
     let model = args.model.load()?;
     let engine = model.engine();
     let mut config = args.model.generation(engine);
-    config.stop_strings.extend(model.stop_strings());
+    config.stop_strings.extend(model.stop_strings()?);
     config.validate()?;
     let interactive = std::io::stdin().is_terminal();
     let system = args.model.system.as_deref();

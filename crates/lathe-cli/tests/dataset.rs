@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lathe_config::Dataset;
-use lathe_data::{read_samples, Mapping, ReadOptions, Renderer, Table};
-use lathe_train::Encoder;
+use lathe_data::{read_samples, Mapping, ReadOptions, Role, Table};
+use lathe_train::TextFormat;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data")
@@ -89,10 +89,11 @@ fn inspect_names_a_bad_file() {
     assert!(e.contains("chat.csv") && e.contains("cycle"), "{e}");
 }
 
-/// Checks that the loss-carrying tokens of every sample decode to its answers.
-fn check_oracle(table: &Table, d: &Dataset, tokenizer: &lathe_model::Tokenizer) {
-    let encoder = Encoder(tokenizer);
-    let renderer = Renderer::new(d, 1 << 20, &encoder);
+/// Checks that the loss-carrying tokens of every sample decode to its answers (as
+/// rendered: with EOS, or with the template's end of turn).
+fn check_oracle(table: &Table, d: &Dataset, text: &TextFormat) {
+    let renderer = text.renderer(d, 1 << 20);
+    let tokenizer = text.tokenizer();
     let samples = read_samples(table, d).unwrap().samples;
     for sample in samples.iter().take(60) {
         let e = renderer.encode_sample(sample).unwrap();
@@ -109,10 +110,14 @@ fn check_oracle(table: &Table, d: &Dataset, tokenizer: &lathe_model::Tokenizer) 
                 _ => {}
             }
         }
+        // SmolLM2's template (ChatML) ends each turn with `<|im_end|>` and a newline.
         let answers: Vec<String> = sample
             .turns
             .iter()
-            .map(|t| renderer.answer_text(&t.answer))
+            .map(|t| match d.use_chat_template {
+                true => format!("{}<|im_end|>\n", t.answer),
+                false => renderer.answer_text(&t.answer),
+            })
             .collect();
         let expected = if d.only_last_answer {
             answers[answers.len() - 1..].to_vec()
@@ -120,6 +125,9 @@ fn check_oracle(table: &Table, d: &Dataset, tokenizer: &lathe_model::Tokenizer) 
             answers
         };
         assert_eq!(runs, expected, "row {}", sample.row);
+        for (role, loss) in e.roles.iter().zip(&e.loss_mask) {
+            assert!(!loss || *role == Role::Answer);
+        }
         assert_eq!(
             tokenizer
                 .decode(&e.input_ids[e.prompt_len..], false)
@@ -131,7 +139,8 @@ fn check_oracle(table: &Table, d: &Dataset, tokenizer: &lathe_model::Tokenizer) 
 
 #[test]
 fn loss_tokens_decode_to_exactly_the_answers_in_every_mode() {
-    let tokenizer = lathe_model::loader::load_tokenizer("demo").unwrap();
+    let (tokenizer, template) = lathe_model::loader::load_text("demo").unwrap();
+    let text = TextFormat::new(tokenizer, template, &Dataset::default()).unwrap();
     let chat = Table::read(&examples().join("chitchat_1000conv.zip")).unwrap();
     let dpo = Table::read_with(
         &examples().join("preference_demo.zip"),
@@ -160,8 +169,13 @@ fn loss_tokens_decode_to_exactly_the_answers_in_every_mode() {
         plain.text_answer_separator = "\n### Answer:\n".into();
         plain.personalize = true;
         modes.push(plain);
+        let mut template = base.clone();
+        template.use_chat_template = true;
+        modes.push(template.clone());
+        template.only_last_answer = true;
+        modes.push(template);
         for d in &modes {
-            check_oracle(table, d, &tokenizer);
+            check_oracle(table, d, &text);
         }
     }
 }

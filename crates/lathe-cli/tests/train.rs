@@ -283,16 +283,18 @@ fn a_dora_run_saves_peft_magnitudes_and_answers() {
 }
 
 /// A run on 10 conversations of the real chat file, chained by `parent_id`; with
-/// `augment`, parents skipped and replaced and tokens masked at random.
+/// `augment`, parents skipped and replaced and tokens masked at random, without it
+/// rendered with the backbone's chat template.
 fn write_chat_config(dir: &Path, name: &str, augment: bool) -> std::path::PathBuf {
     let data =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/chitchat_1000conv.zip");
     let run = dir.join(name);
     let probability = if augment { 0.5 } else { 0.0 };
     let cfg = format!(
-        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  prompt_column: [instruction]\n  answer_column: output\n  parent_id_column: parent_id\n  id_column: id\n  system_column: None\n  limit_chained_samples: true\n  validation_size: 0.2\n  data_sample: 0.01\ntokenizer:\n  max_length: 96\narchitecture:\n  backbone_dtype: int8\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  evaluation_epochs: 1\naugmentation:\n  skip_parent_probability: {probability}\n  random_parent_probability: {probability}\n  token_mask_probability: {probability}\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 11\n",
+        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  prompt_column: [instruction]\n  answer_column: output\n  parent_id_column: parent_id\n  id_column: id\n  system_column: None\n  limit_chained_samples: true\n  validation_size: 0.2\n  data_sample: 0.01\n  use_chat_template: {}\ntokenizer:\n  max_length: 96\narchitecture:\n  backbone_dtype: int8\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  evaluation_epochs: 1\naugmentation:\n  skip_parent_probability: {probability}\n  random_parent_probability: {probability}\n  token_mask_probability: {probability}\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 11\n",
         run.display(),
-        data.display()
+        data.display(),
+        !augment
     );
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, cfg).unwrap();
@@ -318,4 +320,16 @@ fn conversations_train_with_reproducible_augmentations() {
         "the same seed draws the same augmentations"
     );
     assert_ne!(losses[0], losses[2], "augmentation changes the samples");
+    // The template-rendered run chats in its template.
+    let out = lathe()
+        .args(["generate", "--run"])
+        .arg(dir.path().join("plain"))
+        .args(["--prompt", "Hi, how are you?", "--max-new-tokens", "6"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

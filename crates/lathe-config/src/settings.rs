@@ -146,6 +146,8 @@ settings! {
             "Column with the id of the previous turn, chaining rows into conversations; None: each row alone";
         id_column: Option<String> = some("id"), TEXT,
             "Column with each row's id (with parent_id_column)", shown_if = "dataset.parent_id_column";
+        use_chat_template: bool = false, BOOL,
+            "Render conversations with the backbone's own chat template instead of the text markers below (the template decides markers and EOS)";
         text_system_start: String = s("<|system|>"), TEXT,
             "Text put before the system message", shown_if = "dataset.system_column";
         text_prompt_start: String = s("<|prompt|>"), TEXT,

@@ -37,6 +37,9 @@ pub enum DataError {
     /// Tokenization failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The chat template failed.
+    #[error("chat template: {0}")]
+    Template(String),
     /// The settings do not fit the data.
     #[error("{0}")]
     Setting(String),

@@ -10,6 +10,7 @@ mod columns;
 mod convert;
 mod error;
 mod labels;
+mod render;
 mod samples;
 mod split;
 mod stats;
@@ -21,10 +22,8 @@ pub use columns::Mapping;
 pub use convert::Shape;
 pub use error::{DataError, Result};
 pub use labels::{read_labels, read_preferences, LabelKind, Preference};
-pub use samples::{
-    read_samples, unescape, Encoded, Renderer, Role, Sample, SampleSet, TextEncoder, TokenInfo,
-    Turn,
-};
+pub use render::{ChatFormat, Encoded, Renderer, Role, TextEncoder, TokenInfo};
+pub use samples::{read_samples, unescape, Sample, SampleSet, Turn};
 pub use split::split;
 pub use stats::{statistics, ColumnSummary, DatasetStats, Distribution, TokenStats};
 pub use table::{ReadOptions, Table, TABLE_EXTENSIONS};

@@ -8,7 +8,8 @@ use lathe_config::Dataset;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::samples::{read_samples, Renderer, Role, TextEncoder};
+use crate::render::{Renderer, Role};
+use crate::samples::read_samples;
 use crate::table::Table;
 
 /// Bins of each histogram.
@@ -178,12 +179,12 @@ fn words(text: &str) -> f64 {
     text.split_whitespace().count() as f64
 }
 
-/// Statistics of `table` read with `settings`; token lengths with `tokens`
-/// (tokenizer and `max_length`).
+/// Statistics of `table` read with `settings`; token lengths when a `renderer` is
+/// given (conversations over its `max_length` counted).
 pub fn statistics(
     table: &Table,
     settings: &Dataset,
-    tokens: Option<(&dyn TextEncoder, usize)>,
+    renderer: Option<&Renderer>,
 ) -> Result<DatasetStats> {
     let set = read_samples(table, settings)?;
     let mut complete_settings = settings.clone();
@@ -194,9 +195,10 @@ pub fn statistics(
         read_samples(table, &complete_settings)?.samples
     };
     let turns_of_rows: Vec<_> = complete.iter().flat_map(|s| s.turns.iter()).collect();
-    let token_stats = match tokens {
-        Some((encoder, max_length)) => {
-            let renderer = Renderer::new(settings, usize::MAX, encoder);
+    let token_stats = match renderer {
+        Some(renderer) => {
+            let max_length = renderer.max_length();
+            let renderer = renderer.clone().with_max_length(usize::MAX);
             let (mut prompt, mut answer, mut conversation) = (vec![], vec![], vec![]);
             for sample in &complete {
                 let encoded = renderer.encode_sample(sample)?;

@@ -120,7 +120,9 @@ fn truncation_keeps_prompt_ends_answer_starts_and_the_conversation_end() {
 fn conversation_text_renders_history_like_training() {
     let d = settings();
     let r = Renderer::new(&d, 512, &Chars);
-    let text = r.conversation_text(Some("sys"), &[("hi".into(), "yo".into())], "bye");
+    let text = r
+        .conversation_text(Some("sys"), &[("hi".into(), "yo".into())], "bye")
+        .unwrap();
     assert_eq!(text, "S:sys#P:hi#A:yo#P:bye#A:");
-    assert_eq!(r.prompt_text(None, "q"), "P:q#A:");
+    assert_eq!(r.conversation_text(None, &[], "q").unwrap(), "P:q#A:");
 }

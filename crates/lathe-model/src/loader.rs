@@ -78,16 +78,36 @@ fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
     }
 }
 
-/// Loads only the tokenizer of the model `spec` names (as [`load`] names models).
-pub fn load_tokenizer(spec: &str) -> Result<Tokenizer> {
+/// Loads only the text side of the model `spec` names (as [`load`] names models):
+/// its tokenizer and its chat template, if it has one.
+pub fn load_text(spec: &str) -> Result<(Tokenizer, Option<ChatTemplate>)> {
     match locate(spec)? {
-        Located::Gguf(path) => Tokenizer::from_gguf(&GgufFile::open(&path)?),
-        Located::Folder(dir) => Ok(folder_tokenizer(&dir)?.0),
+        Located::Gguf(path) => gguf_text(&GgufFile::open(&path)?),
+        Located::Folder(dir) => folder_text(&dir),
     }
 }
 
-/// A folder's tokenizer and its `tokenizer_config.json`.
-fn folder_tokenizer(dir: &Path) -> Result<(Tokenizer, Option<Value>)> {
+/// A GGUF file's tokenizer and chat template, from its metadata.
+fn gguf_text(file: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+    let tokenizer = Tokenizer::from_gguf(file)?;
+    let template = file
+        .meta("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+        .map(|source| {
+            ChatTemplate::new(
+                source,
+                tokenizer.bos_token.as_deref(),
+                tokenizer.eos_token.as_deref(),
+            )
+        })
+        .transpose()?;
+    Ok((tokenizer, template))
+}
+
+/// A folder's tokenizer (`tokenizer.json`, special tokens from
+/// `tokenizer_config.json`) and chat template (`tokenizer_config.json` or
+/// `chat_template.jinja`).
+fn folder_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>)> {
     let tokenizer_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
     let special = |key: &str| -> Option<String> {
         match tokenizer_config.as_ref()?.get(key)? {
@@ -105,7 +125,29 @@ fn folder_tokenizer(dir: &Path) -> Result<(Tokenizer, Option<Value>)> {
     }
     let tokenizer =
         Tokenizer::from_file(&tokenizer_path, special("bos_token"), special("eos_token"))?;
-    Ok((tokenizer, tokenizer_config))
+    let template_source = tokenizer_config
+        .as_ref()
+        .and_then(|c| c.get("chat_template"))
+        .and_then(|t| match t {
+            Value::String(s) => Some(s.clone()),
+            // A list of named templates: the `default` one.
+            Value::Array(list) => list
+                .iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|e| e.get("template")?.as_str().map(str::to_string)),
+            _ => None,
+        })
+        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
+    let template = template_source
+        .map(|s| {
+            ChatTemplate::new(
+                &s,
+                tokenizer.bos_token.as_deref(),
+                tokenizer.eos_token.as_deref(),
+            )
+        })
+        .transpose()?;
+    Ok((tokenizer, template))
 }
 
 /// File name of the demo model (SmolLM2-135M-Instruct, GGUF Q4_1).
@@ -144,18 +186,7 @@ pub fn load_gguf(path: &Path) -> Result<Engine> {
 fn load_gguf_with(path: &Path, training: Option<BaseDtype>) -> Result<Engine> {
     let file = GgufFile::open(path)?;
     let config = LlamaConfig::from_gguf(&file)?;
-    let tokenizer = Tokenizer::from_gguf(&file)?;
-    let chat_template = match file
-        .meta("tokenizer.chat_template")
-        .and_then(|v| v.as_str())
-    {
-        Some(source) => Some(ChatTemplate::new(
-            source,
-            tokenizer.bos_token.as_deref(),
-            tokenizer.eos_token.as_deref(),
-        )?),
-        None => None,
-    };
+    let (tokenizer, chat_template) = gguf_text(&file)?;
     let device = device(training);
     let weights = GgufWeights::new(file, &config);
     let llama = Llama::load(&config, &weights, &device, training)?;
@@ -187,29 +218,7 @@ fn load_folder_with(dir: &Path, training: Option<BaseDtype>) -> Result<Engine> {
         )));
     }
     let config = LlamaConfig::from_json_file(&config_path)?;
-    let (tokenizer, tokenizer_config) = folder_tokenizer(dir)?;
-    let template_source = tokenizer_config
-        .as_ref()
-        .and_then(|c| c.get("chat_template"))
-        .and_then(|t| match t {
-            Value::String(s) => Some(s.clone()),
-            // A list of named templates: the `default` one.
-            Value::Array(list) => list
-                .iter()
-                .find(|e| e.get("name").and_then(Value::as_str) == Some("default"))
-                .and_then(|e| e.get("template")?.as_str().map(str::to_string)),
-            _ => None,
-        })
-        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
-    let chat_template = template_source
-        .map(|s| {
-            ChatTemplate::new(
-                &s,
-                tokenizer.bos_token.as_deref(),
-                tokenizer.eos_token.as_deref(),
-            )
-        })
-        .transpose()?;
+    let (tokenizer, chat_template) = folder_text(dir)?;
     let generation = read_json_opt(&dir.join("generation_config.json"))?;
     let eos_token_ids = generation
         .as_ref()

@@ -6,8 +6,10 @@ mod error;
 pub mod metrics;
 pub mod optim;
 pub mod run;
+mod text;
 mod trainer;
 pub mod validation;
 
 pub use error::{Result, TrainError};
-pub use trainer::{run_folder, train, Encoder, Summary, TrainedModel};
+pub use text::TextFormat;
+pub use trainer::{run_folder, train, Summary, TrainedModel};

@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use lathe_config::Config;
-use lathe_data::{read_samples, split, Encoded, ParentAugmentation, Renderer, Table, TextEncoder};
+use lathe_data::{read_samples, split, Encoded, ParentAugmentation, Table};
 use lathe_model::loader::load_for_training;
 use lathe_model::quant::BaseDtype;
 use lathe_model::train::{Batch, LoraPlan, TrainStep, TrainableModel};
-use lathe_model::Tokenizer;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -20,22 +19,8 @@ use crate::checkpoint::{self, AdapterConfig, Position};
 use crate::error::{Result, TrainError};
 use crate::optim::{clip_global_norm, learning_rate, Optimizer, OptimizerSettings};
 use crate::run::{now, RunDir};
+use crate::text::TextFormat;
 use crate::validation::{generation_config, validate, Validation, ValidationSet};
-
-/// The backbone's tokenizer as `lathe-data` sees it.
-pub struct Encoder<'a>(pub &'a Tokenizer);
-
-impl TextEncoder for Encoder<'_> {
-    fn encode_text(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
-        self.0.encode(text, false).map_err(|e| e.to_string())
-    }
-    fn eos_text(&self) -> Option<String> {
-        self.0.eos_token.clone()
-    }
-    fn decode(&self, ids: &[u32]) -> std::result::Result<String, String> {
-        self.0.decode(ids, false).map_err(|e| e.to_string())
-    }
-}
 
 /// What a finished run measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,10 +283,9 @@ fn run_loop(
         .collect();
     let no_decay: Vec<bool> = params.iter().map(|p| p.no_decay).collect();
 
-    let tokenizer = model.engine().tokenizer.clone();
-    let encoder = Encoder(&tokenizer);
+    let text = text_format(model.engine(), config)?;
     let max_length = config.tokenizer.max_length as usize;
-    let renderer = Renderer::new(&config.dataset, max_length, &encoder);
+    let renderer = text.renderer(&config.dataset, max_length);
     let encode = |samples: &[lathe_data::Sample]| -> Result<Vec<Encoded>> {
         samples
             .iter()
@@ -684,17 +668,22 @@ impl TrainedModel {
 
     /// The prompt text for a conversation in the run's format: earlier `(prompt,
     /// answer)` turns, then `user`, ending where the answer starts.
-    pub fn prompt(&self, system: Option<&str>, history: &[(String, String)], user: &str) -> String {
-        let encoder = Encoder(&self.engine.tokenizer);
+    pub fn prompt(
+        &self,
+        system: Option<&str>,
+        history: &[(String, String)],
+        user: &str,
+    ) -> Result<String> {
+        let text = text_format(&self.engine, &self.config)?;
         let d = &self.config.dataset;
-        let renderer = Renderer::new(d, self.config.tokenizer.max_length as usize, &encoder);
-        renderer.conversation_text(system, history, user)
+        let renderer = text.renderer(d, self.config.tokenizer.max_length as usize);
+        Ok(renderer.conversation_text(system, history, user)?)
     }
 
     /// Stop strings of the run's prompt format.
-    pub fn stop_strings(&self) -> Vec<String> {
-        let encoder = Encoder(&self.engine.tokenizer);
-        Renderer::new(&self.config.dataset, 1, &encoder).stop_strings()
+    pub fn stop_strings(&self) -> Result<Vec<String>> {
+        let text = text_format(&self.engine, &self.config)?;
+        Ok(text.renderer(&self.config.dataset, 1).stop_strings())
     }
 }
 
@@ -716,4 +705,14 @@ pub fn run_folder(config: &Config) -> PathBuf {
     } else {
         PathBuf::from(&config.general.output_directory)
     }
+}
+
+/// The text handling a run uses: the backbone's tokenizer, and its chat template when
+/// the settings ask for it.
+fn text_format(engine: &lathe_model::Engine, config: &Config) -> Result<TextFormat> {
+    TextFormat::new(
+        engine.tokenizer.clone(),
+        engine.chat_template.clone(),
+        &config.dataset,
+    )
 }

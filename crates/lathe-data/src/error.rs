@@ -1,6 +1,6 @@
 //! Data errors: each names the file and, where it applies, the row and column.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why data could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,3 +47,21 @@ pub enum DataError {
 
 /// Result with [`DataError`].
 pub type Result<T> = std::result::Result<T, DataError>;
+
+impl DataError {
+    /// The same error with a path under `from` named relative to it instead (for
+    /// files checked in a staging folder that the user never sees).
+    pub(crate) fn relative_to(mut self, from: &Path) -> Self {
+        let path = match &mut self {
+            DataError::Io { path, .. }
+            | DataError::Format { path, .. }
+            | DataError::MissingColumn { path, .. }
+            | DataError::Value { path, .. } => path,
+            _ => return self,
+        };
+        if let Ok(relative) = path.strip_prefix(from) {
+            *path = relative.to_path_buf();
+        }
+        self
+    }
+}

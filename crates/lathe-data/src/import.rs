@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::archive;
 use crate::error::{DataError, Result};
@@ -291,4 +292,128 @@ mod tests {
             assert!(!is_split_file(file, "train"), "{file}");
         }
     }
+}
+
+/// Where data lives in S3-compatible object storage.
+#[derive(Debug, Clone, Default)]
+pub struct S3Location {
+    /// Bucket, optionally with `s3://` and a key prefix: `s3://bucket/folder`.
+    pub bucket: String,
+    /// Endpoint of an S3-compatible server (MinIO …); `None`: AWS.
+    pub endpoint: Option<String>,
+    /// Region; `None`: `us-east-1`.
+    pub region: Option<String>,
+    /// Access key id; with no keys at all, requests are anonymous (unsigned).
+    pub access_key: Option<String>,
+    /// Secret access key.
+    pub secret_key: Option<String>,
+}
+
+impl S3Location {
+    /// Bucket name and key prefix (ending in `/`, or empty).
+    fn bucket_and_prefix(&self) -> Result<(String, String)> {
+        let spec = self.bucket.trim().trim_start_matches("s3://");
+        let (bucket, prefix) = spec.split_once('/').unwrap_or((spec, ""));
+        if bucket.is_empty() {
+            return Err(import_error("S3", "no bucket named".into()));
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        Ok((bucket.to_string(), prefix))
+    }
+
+    fn store(&self, bucket: &str) -> Result<object_store::aws::AmazonS3> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(self.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        builder = match (&self.access_key, &self.secret_key) {
+            (Some(key), Some(secret)) => builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret),
+            (None, None) => builder.with_skip_signature(true),
+            _ => {
+                return Err(import_error(
+                    &format!("s3://{bucket}"),
+                    "give both the access key and the secret key, or neither (anonymous)".into(),
+                ))
+            }
+        };
+        builder
+            .build()
+            .map_err(|e| import_error(&format!("s3://{bucket}"), e.to_string()))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io(Path::new("S3 client")))
+}
+
+/// The data files (keys) under the location's prefix. Blocking: call it from a
+/// thread that may block.
+pub fn list_s3(location: &S3Location) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let (bucket, prefix) = location.bucket_and_prefix()?;
+    let store = location.store(&bucket)?;
+    let prefix_path = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix.as_str()));
+    let listed: Vec<object_store::ObjectMeta> = runtime()?
+        .block_on(store.list(prefix_path.as_ref()).try_collect())
+        .map_err(|e| import_error(&format!("s3://{bucket}/{prefix}"), e.to_string()))?;
+    let mut keys: Vec<String> = listed
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| {
+            TABLE_EXTENSIONS.contains(&extension(Path::new(k)).as_str())
+                || k.to_ascii_lowercase().ends_with(".zip")
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+/// Imports `keys` (every data file under the prefix when empty) from S3-compatible
+/// storage into the new folder `dest`; zips are extracted. Blocking.
+pub fn import_s3(location: &S3Location, keys: &[String], dest: &Path) -> Result<Vec<PathBuf>> {
+    let (bucket, _) = location.bucket_and_prefix()?;
+    let keys = if keys.is_empty() {
+        list_s3(location)?
+    } else {
+        keys.to_vec()
+    };
+    if keys.is_empty() {
+        return Err(import_error(
+            &format!("s3://{}", location.bucket.trim_start_matches("s3://")),
+            "holds no .csv, .parquet, .json, .jsonl or .zip file".into(),
+        ));
+    }
+    let store = location.store(&bucket)?;
+    let runtime = runtime()?;
+    let staging = Staging::new(dest)?;
+    for key in &keys {
+        let name = plain_name(key)?;
+        let what = format!("s3://{bucket}/{key}");
+        let bytes = runtime
+            .block_on(async {
+                let object = store
+                    .get(&object_store::path::Path::from(key.as_str()))
+                    .await?;
+                object.bytes().await
+            })
+            .map_err(|e| import_error(&what, e.to_string()))?;
+        let target = staging.path().join(name);
+        std::fs::write(&target, &bytes).map_err(io(&target))?;
+        unpack(&staging, &target).map_err(|e| e.relative_to(staging.path()))?;
+    }
+    staging.finish()
 }

@@ -22,7 +22,7 @@ pub use chains::{Chains, MAX_CHAIN};
 pub use columns::Mapping;
 pub use convert::Shape;
 pub use error::{DataError, Result};
-pub use import::{import_bytes, import_hub, import_path};
+pub use import::{import_bytes, import_hub, import_path, import_s3, list_s3, S3Location};
 pub use labels::{read_labels, read_preferences, LabelKind, Preference};
 pub use render::{ChatFormat, Encoded, Renderer, Role, TextEncoder, TokenInfo};
 pub use samples::{read_samples, unescape, Sample, SampleSet, Turn};

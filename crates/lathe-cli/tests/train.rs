@@ -333,3 +333,36 @@ fn conversations_train_with_reproducible_augmentations() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn prompt_and_answer_markers_train_as_new_tokens_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "tokens");
+    let stderr = succeed(lathe().args(["train", "-Y"]).arg(&cfg).args([
+        "--tokenizer.add_prompt_answer_tokens",
+        "true",
+        "--training.lora_unfreeze_layers",
+        "embed",
+    ]));
+    assert!(stderr.contains("done"), "{stderr}");
+    let run = dir.path().join("tokens");
+    // The checkpoint holds the grown embeddings (49152 + 2 rows of 576).
+    let shapes = safetensors_shapes(&run.join("checkpoint/adapter_model.safetensors"));
+    let embed: Vec<_> = shapes
+        .iter()
+        .filter(|(k, _)| k.contains("embed_tokens"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(embed, [serde_json::json!([49154, 576])], "{shapes:?}");
+    let out = lathe()
+        .args(["generate", "--run"])
+        .arg(&run)
+        .args(["--prompt", "Name a colour.", "--max-new-tokens", "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -477,6 +477,50 @@ impl Llama {
         }
     }
 
+    /// Grows the vocabulary to `vocab` rows (a training model's single-block head):
+    /// new embedding rows and head columns are the mean of the existing ones, as
+    /// transformers' `resize_token_embeddings` starts them. New weights are frozen.
+    pub(crate) fn grow_vocab(&mut self, vocab: usize) {
+        let (v, d) = (self.config.vocab_size, self.config.hidden_size);
+        if vocab <= v {
+            return;
+        }
+        let device = self.device();
+        let host = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert")
+        };
+        // Embeddings `[v, d]`: rows appended.
+        let mut embed = host(self.embed_tokens.weight.val());
+        let mean: Vec<f32> = (0..d)
+            .map(|j| (0..v).map(|i| embed[i * d + j]).sum::<f32>() / v as f32)
+            .collect();
+        for _ in v..vocab {
+            embed.extend_from_slice(&mean);
+        }
+        self.embed_tokens.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(embed, [vocab, d]),
+            &device,
+        ))
+        .set_require_grad(false);
+        // Head `[d, v]`: a column appended to every row.
+        let head = host(self.head_weight());
+        let mut grown = Vec::with_capacity(d * vocab);
+        for row in head.chunks(v) {
+            let mean = row.iter().sum::<f32>() / v as f32;
+            grown.extend_from_slice(row);
+            grown.extend(std::iter::repeat_n(mean, vocab - v));
+        }
+        *self.lm_head.weight_param().expect("dense head") = Param::from_tensor(Tensor::from_data(
+            TensorData::new(grown, [d, vocab]),
+            &device,
+        ))
+        .set_require_grad(false);
+        self.config.vocab_size = vocab;
+    }
+
     /// The token embeddings `[v, d]`.
     pub(crate) fn embed_mut(&mut self) -> &mut Param<Tensor<2>> {
         &mut self.embed_tokens.weight

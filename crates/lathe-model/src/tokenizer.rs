@@ -181,6 +181,17 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// Adds the `texts` the vocabulary lacks as new tokens, each matched whole before
+    /// pre-tokenization (and kept when decoding); returns how many were new.
+    pub fn add_tokens(&mut self, texts: &[&str]) -> usize {
+        let tokens: Vec<tokenizers::AddedToken> = texts
+            .iter()
+            .filter(|t| !t.is_empty() && self.inner.token_to_id(t).is_none())
+            .map(|t| tokenizers::AddedToken::from(t.to_string(), false))
+            .collect();
+        self.inner.add_tokens(&tokens)
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -178,6 +178,16 @@ impl TrainableModel {
         &self.engine
     }
 
+    /// Adds `texts` the tokenizer lacks as new tokens and grows the embeddings and
+    /// head to match (H2O's `add_prompt_answer_tokens`); call it before choosing what
+    /// trains. Returns how many tokens were new.
+    pub fn add_tokens(&mut self, texts: &[&str]) -> usize {
+        let added = self.engine.tokenizer.add_tokens(texts);
+        let vocab = self.engine.tokenizer.vocab_size();
+        self.engine.llama.grow_vocab(vocab);
+        added
+    }
+
     /// Trainable tensors, in a fixed order.
     pub fn params(&self) -> &[ParamInfo] {
         &self.params

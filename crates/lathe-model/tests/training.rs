@@ -408,3 +408,56 @@ fn hidden_tokens_are_invisible_to_later_positions() {
     let expected = model.evaluator().loss(&hidden).loss;
     assert!((loss.loss - expected).abs() < 1e-4 * expected.abs().max(1.0));
 }
+
+/// `add_prompt_answer_tokens`: markers become single new tokens, the embeddings and
+/// head grow by their mean, and the grown model trains them when unfrozen.
+#[test]
+fn added_tokens_grow_the_vocabulary_with_mean_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path(), false);
+    let mut model = trainable(dir.path(), BaseDtype::F32);
+    let before = model.engine().config().vocab_size;
+    assert_eq!(model.add_tokens(&["<|prompt|>", "<|answer|>", ""]), 2);
+    assert_eq!(model.add_tokens(&["<|prompt|>"]), 0, "already known");
+    let vocab = model.engine().config().vocab_size;
+    assert_eq!(vocab, model.engine().tokenizer.vocab_size());
+    assert_eq!(vocab, before + 2);
+    let ids = model
+        .engine()
+        .tokenizer
+        .encode("<|prompt|>the hat<|answer|>", false)
+        .unwrap();
+    assert_eq!(ids[0] as usize, before);
+    assert_eq!(*ids.last().unwrap() as usize, before + 1);
+    assert_eq!(
+        model.engine().tokenizer.decode(&ids, true).unwrap(),
+        "<|prompt|>the hat<|answer|>"
+    );
+    model.unfreeze(&["embed_tokens", "lm_head"], &[]).unwrap();
+    let shapes: Vec<Vec<usize>> = model.params().iter().map(|p| p.shape.clone()).collect();
+    assert!(shapes.contains(&vec![vocab, common::HIDDEN]), "{shapes:?}");
+    let values = model.values();
+    let embed = values
+        .iter()
+        .find(|v| v.len() == vocab * common::HIDDEN)
+        .unwrap();
+    let mean0 = (0..before).map(|i| embed[i * common::HIDDEN]).sum::<f32>() / before as f32;
+    assert!((embed[before * common::HIDDEN] - mean0).abs() < 1e-5);
+    let t = ids.len();
+    let batch = Batch {
+        b: 1,
+        t,
+        weights: (0..t).map(|j| if j == 0 { 0.0 } else { 1.0 }).collect(),
+        ids,
+        hidden: None,
+    };
+    let (loss, grads) = model.train_batch(&batch, &STEP);
+    assert!(loss.loss.is_finite());
+    // The new tokens' embedding rows get gradient.
+    let k = shapes
+        .iter()
+        .position(|s| *s == vec![vocab, common::HIDDEN])
+        .unwrap();
+    let row = &grads[k][before * common::HIDDEN..(before + 1) * common::HIDDEN];
+    assert!(row.iter().any(|g| *g != 0.0));
+}

@@ -43,9 +43,6 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     if c.general.problem_type != "text_causal_language_modeling" {
         return refuse(&format!("problem_type {}", c.general.problem_type));
     }
-    if c.tokenizer.add_prompt_answer_tokens {
-        return refuse("tokenizer.add_prompt_answer_tokens");
-    }
     for (path, value) in c.gpu_only_settings_in_use() {
         log(&format!(
             "note: {path} = {value} applies to GPUs only; not applicable on this CPU"
@@ -584,6 +581,10 @@ fn build_model(
     let t = &config.training;
     let engine = load_for_training(&config.general.llm_backbone, dtype)?;
     let mut model = TrainableModel::new(engine);
+    if config.tokenizer.add_prompt_answer_tokens {
+        let d = &config.dataset;
+        model.add_tokens(&[&d.text_prompt_start, &d.text_answer_separator]);
+    }
     let targets: Vec<String> = t
         .lora_target_modules
         .split(',')

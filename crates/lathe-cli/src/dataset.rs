@@ -18,6 +18,40 @@ pub enum DatasetCommand {
     /// Print a file's column mapping, counts, length statistics and rendered samples
     /// with the tokens that carry loss.
     Inspect(InspectArgs),
+    /// Copy data into a new folder from a local file or zip, a Hugging Face Hub
+    /// dataset, or S3-compatible storage; every file is checked before it lands.
+    Import(ImportArgs),
+}
+
+/// Arguments of `lathe dataset import`: one source.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "hub", "s3"])))]
+pub struct ImportArgs {
+    /// A local data file or zip.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// A Hub dataset id (`org/name[@revision]`); token from `HF_TOKEN`.
+    #[arg(long)]
+    hub: Option<String>,
+    /// The Hub split.
+    #[arg(long, default_value = "train", requires = "hub")]
+    split: String,
+    /// An S3 bucket with an optional prefix (`s3://bucket/folder`); keys from
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, anonymous without them.
+    #[arg(long)]
+    s3: Option<String>,
+    /// S3-compatible endpoint (MinIO …).
+    #[arg(long, requires = "s3")]
+    endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, requires = "s3")]
+    region: Option<String>,
+    /// S3 keys to fetch (repeatable); all data files under the prefix when none.
+    #[arg(long = "key", requires = "s3")]
+    keys: Vec<String>,
+    /// The new folder to import into.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Arguments of `lathe dataset inspect`.
@@ -71,7 +105,30 @@ pub struct InspectArgs {
 pub fn run_dataset(command: DatasetCommand) -> Result<()> {
     match command {
         DatasetCommand::Inspect(args) => inspect(args),
+        DatasetCommand::Import(args) => import(args),
     }
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let files = if let Some(file) = &args.file {
+        lathe_data::import_path(file, &args.out)?
+    } else if let Some(id) = &args.hub {
+        lathe_data::import_hub(id, &args.split, None, &args.out)?
+    } else {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        let location = lathe_data::S3Location {
+            bucket: args.s3.clone().unwrap_or_default(),
+            endpoint: args.endpoint.clone(),
+            region: args.region.clone().or_else(|| env("AWS_REGION")),
+            access_key: env("AWS_ACCESS_KEY_ID"),
+            secret_key: env("AWS_SECRET_ACCESS_KEY"),
+        };
+        lathe_data::import_s3(&location, &args.keys, &args.out)?
+    };
+    for file in files {
+        println!("{}", file.display());
+    }
+    Ok(())
 }
 
 fn none_or(value: &str) -> Option<String> {

@@ -179,3 +179,33 @@ fn loss_tokens_decode_to_exactly_the_answers_in_every_mode() {
         }
     }
 }
+
+#[test]
+fn import_copies_a_zip_into_a_new_folder_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pref");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_lathe"))
+            .args(["dataset", "import", "--file"])
+            .arg(examples().join("preference_demo.zip"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let listed = String::from_utf8(first.stdout).unwrap();
+    assert!(
+        listed.contains("preference_demo/dpo_en_demo.json"),
+        "{listed}"
+    );
+    assert!(out.join("preference_demo/kto_en_demo.json").is_file());
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}

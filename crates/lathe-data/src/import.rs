@@ -159,8 +159,9 @@ fn offline() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a repository file holds rows of `split`: `train.csv`, `data/train-00000-of-00001.parquet`,
-/// `default/train/0000.parquet`, `train/part-1.jsonl` …
+/// Whether a repository file holds rows of `split`: `train.csv`,
+/// `data/train-00000-of-00001.parquet`, `default/train/0000.parquet`,
+/// `train/part-1.jsonl` …
 fn is_split_file(file: &str, split: &str) -> bool {
     let path = Path::new(file);
     if !TABLE_EXTENSIONS.contains(&extension(path).as_str()) {
@@ -214,7 +215,7 @@ pub fn import_hub(id: &str, split: &str, token: Option<&str>, dest: &Path) -> Re
                     .collect::<std::result::Result<Vec<_>, _>>()
             }) {
             Ok(downloaded) => files = downloaded,
-            Err(e) => reasons.push(format!("the Hub could not be reached ({e})")),
+            Err(e) => reasons.push(format!("the Hub request failed ({e})")),
         }
     }
     if files.is_empty() && !reasons.is_empty() {

@@ -118,9 +118,34 @@ fn scores(q: &[f32], k: &[f32], d: usize, rows: usize, keys: usize, scale: f32, 
     }
 }
 
+/// Hides from query `i` the keys `j < i` that `hidden` (a batch row's `[t]`) marks:
+/// their scores become `-inf` before the softmax.
+fn hide(seen: &mut [f32], i: usize, hidden: Option<&[bool]>) {
+    if let Some(hidden) = hidden {
+        for (x, _) in seen[..i].iter_mut().zip(hidden).filter(|(_, h)| **h) {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Zeroes the probabilities of hidden keys (`exp` of a clamped `-inf` is tiny, not 0).
+fn unhide(seen: &mut [f32], i: usize, hidden: Option<&[bool]>) {
+    if let Some(hidden) = hidden {
+        for (x, _) in seen[..i].iter_mut().zip(hidden).filter(|(_, h)| **h) {
+            *x = 0.0;
+        }
+    }
+}
+
 /// Softmax of causal attention: `out [b, heads, t, d]` and the row log-sum-exp
-/// `[b, heads, t]`.
-pub(crate) fn forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>, Vec<f32>) {
+/// `[b, heads, t]`. `hidden` (`[b·t]`) marks keys hidden from the queries after them.
+pub(crate) fn forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    hidden: Option<&[bool]>,
+    dims: Dims,
+) -> (Vec<f32>, Vec<f32>) {
     let (t, d, head) = (dims.t, dims.d, dims.head());
     let mut out = vec![0f32; q.len()];
     let mut lse = vec![0f32; dims.b * dims.heads * t];
@@ -131,13 +156,17 @@ pub(crate) fn forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>,
             let q = &q[p * head..(p + 1) * head];
             let kv = dims.kv_of(p) * head;
             let (k, v) = (&k[kv..kv + head], &v[kv..kv + head]);
+            let batch = p / dims.heads;
+            let hidden = hidden.map(|h| &h[batch * t..(batch + 1) * t]);
             let mut s = vec![0f32; BLOCK * t];
             for (q0, rows) in blocks(t) {
                 let keys = q0 + rows;
                 scores(&q[q0 * d..], k, d, rows, keys, dims.scale(), &mut s);
                 causal_rows(&mut s, q0, rows, |i, seen| {
+                    hide(seen, i, hidden);
                     let max = max(seen);
                     exp_shifted(seen, max);
+                    unhide(seen, i, hidden);
                     let sum = sum(seen);
                     let inv = 1.0 / sum;
                     seen.iter_mut().for_each(|x| *x *= inv);
@@ -164,12 +193,13 @@ pub(crate) fn forward(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> (Vec<f32>,
 }
 
 /// Gradients `(dq, dk, dv)` of causal attention from the forward's `out` and `lse` and
-/// the output gradient `dout`.
+/// the output gradient `dout`; `hidden` as in [`forward`].
 pub(crate) fn backward(
     (q, k, v): (&[f32], &[f32], &[f32]),
     out: &[f32],
     lse: &[f32],
     dout: &[f32],
+    hidden: Option<&[bool]>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (t, d, head, group) = (dims.t, dims.d, dims.head(), dims.group());
@@ -186,6 +216,8 @@ pub(crate) fn backward(
                 &k[kv * head..(kv + 1) * head],
                 &v[kv * head..(kv + 1) * head],
             );
+            let batch = kv / dims.kv_heads;
+            let hidden = hidden.map(|h| &h[batch * t..(batch + 1) * t]);
             let mut s = vec![0f32; BLOCK * t];
             let mut dp = vec![0f32; BLOCK * t];
             for j in 0..group {
@@ -203,7 +235,11 @@ pub(crate) fn backward(
                 for (q0, rows) in blocks(t) {
                     let keys = q0 + rows;
                     scores(&q[q0 * d..], k, d, rows, keys, scale, &mut s);
-                    causal_rows(&mut s, q0, rows, |i, seen| exp_shifted(seen, lse[i]));
+                    causal_rows(&mut s, q0, rows, |i, seen| {
+                        hide(seen, i, hidden);
+                        exp_shifted(seen, lse[i]);
+                        unhide(seen, i, hidden);
+                    });
                     assert!(dv.len() >= keys * d && dout.len() >= (q0 + rows) * d);
                     // SAFETY (all four products): every operand is bounded by the
                     // asserts here and in `scores`; `s` and `dp` hold `rows × keys`.

@@ -138,6 +138,7 @@ impl Engine {
                 cos,
                 sin,
                 mask,
+                hidden: None,
                 train: None,
             },
             cache,

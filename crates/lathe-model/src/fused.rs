@@ -31,11 +31,13 @@ use crate::quant::PackedWeight;
 pub trait FusedOps: Backend {
     /// Causal scaled-dot-product attention, `softmax(q·kᵀ/√hd + causal)·v`, with
     /// grouped key/value heads: `q [b, h, t, hd]`, `k`, `v` `[b, kvh, t, hd]` →
-    /// `[b, h, t, hd]`.
+    /// `[b, h, t, hd]`. `hidden` (`[b·t]`) marks keys hidden from the queries after
+    /// them (token masking).
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        hidden: Option<Arc<Vec<bool>>>,
     ) -> FloatTensor<Self>;
 
     /// RMSNorm over the last dimension: `x / √(mean(x²) + eps) · gamma`.
@@ -50,11 +52,17 @@ pub trait FusedOps: Backend {
 }
 
 /// Causal attention with grouped key/value heads (see [`FusedOps::causal_attention`]).
-pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+pub fn causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    hidden: Option<Arc<Vec<bool>>>,
+) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::causal_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
+        hidden,
     ))
 }
 
@@ -85,8 +93,9 @@ impl FusedOps for Flex {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        hidden: Option<Arc<Vec<bool>>>,
     ) -> FloatTensor<Self> {
-        Flex::attention_forward(q, k, v).0
+        Flex::attention_forward(q, k, v, hidden.as_deref().map(Vec::as_slice)).0
     }
 
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
@@ -142,16 +151,22 @@ impl<B: Backend + FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps f
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        hidden: Option<Arc<Vec<bool>>>,
     ) -> FloatTensor<Self> {
         let nodes = [q.node(), k.node(), v.node()];
         let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-        let (out, lse) = B::attention_forward(q.clone(), k.clone(), v.clone());
+        let (out, lse) = B::attention_forward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            hidden.as_deref().map(Vec::as_slice),
+        );
         match CausalAttention
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((q, k, v, out.clone(), lse), out),
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, out.clone(), lse, hidden), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -196,12 +211,14 @@ impl<B: Backend + AttentionKernels> Backward<B, 3> for CausalAttention {
         FloatTensor<B>,
         FloatTensor<B>,
         FloatTensor<B>,
+        Option<Arc<Vec<bool>>>,
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, out, lse) = ops.state;
+        let (q, k, v, out, lse, hidden) = ops.state;
         let dout = grads.consume::<B>(&ops.node);
-        let (dq, dk, dv) = B::attention_backward(q, k, v, out, lse, dout);
+        let hidden = hidden.as_deref().map(Vec::as_slice);
+        let (dq, dk, dv) = B::attention_backward((q, k, v), out, lse, dout, hidden);
         for (node, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -213,22 +230,23 @@ impl<B: Backend + AttentionKernels> Backward<B, 3> for CausalAttention {
 /// The attention kernels behind [`FusedOps::causal_attention`], for each backend.
 pub trait AttentionKernels: Backend {
     /// Causal attention with grouped heads: the output `[b, h, t, hd]` and the row
-    /// log-sum-exp of the scaled scores `[b, h, t]`.
+    /// log-sum-exp of the scaled scores `[b, h, t]`; `hidden` keys (`[b·t]`) are
+    /// hidden from the queries after them.
     fn attention_forward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
+        hidden: Option<&[bool]>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `(dq, dk, dv)` from the forward's inputs, output and log-sum-exp and the output
-    /// gradient.
+    /// `(dq, dk, dv)` from the forward's inputs `(q, k, v)`, output and log-sum-exp,
+    /// the output gradient and the same `hidden` keys.
     fn attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        qkv: (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>),
         out: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         dout: FloatTensor<Self>,
+        hidden: Option<&[bool]>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -257,9 +275,14 @@ fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> Dims {
 }
 
 impl AttentionKernels for Flex {
-    fn attention_forward(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> (FlexTensor, FlexTensor) {
+    fn attention_forward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        hidden: Option<&[bool]>,
+    ) -> (FlexTensor, FlexTensor) {
         let dims = attention_dims(&q, &k);
-        let (out, lse) = attention_kernel::forward(&host(q), &host(k), &host(v), dims);
+        let (out, lse) = attention_kernel::forward(&host(q), &host(k), &host(v), hidden, dims);
         (
             flex(out, &[dims.b, dims.heads, dims.t, dims.d]),
             flex(lse, &[dims.b, dims.heads, dims.t]),
@@ -267,12 +290,11 @@ impl AttentionKernels for Flex {
     }
 
     fn attention_backward(
-        q: FlexTensor,
-        k: FlexTensor,
-        v: FlexTensor,
+        (q, k, v): (FlexTensor, FlexTensor, FlexTensor),
         out: FlexTensor,
         lse: FlexTensor,
         dout: FlexTensor,
+        hidden: Option<&[bool]>,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dims = attention_dims(&q, &k);
         let (qs, ks) = (q.shape(), k.shape());
@@ -281,6 +303,7 @@ impl AttentionKernels for Flex {
             &host(out),
             &host(lse),
             &host(dout),
+            hidden,
             dims,
         );
         (flex(dq, &qs), flex(dk, &ks), flex(dv, &ks))

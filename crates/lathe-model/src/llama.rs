@@ -4,6 +4,8 @@
 //! Shapes: `b` batch, `t` new tokens, `p` cached tokens, `h`/`kvh` query/key-value
 //! heads, `hd` head width, `d` model width, `v` vocabulary.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
 use burn::nn::Embedding;
 use burn::tensor::module::attention;
@@ -98,6 +100,9 @@ pub struct StepInputs {
     /// `[b, 1, t, p + t]`, true where attention is forbidden beyond causality
     /// (left padding); `None` when no row is padded.
     pub mask: Option<Tensor<4, Bool>>,
+    /// `[b·t]` tokens hidden from the positions after them (token masking); `None`
+    /// when nothing is hidden.
+    pub hidden: Option<Arc<Vec<bool>>>,
     /// Training-time randomness (dropout, NEFTune); `None` for inference.
     pub train: Option<TrainStep>,
 }
@@ -271,6 +276,20 @@ impl RmsNorm {
     }
 }
 
+/// Hidden tokens as an attention mask `[b, 1, t, t]`: key `j` forbidden to every later
+/// query (a token still sees itself).
+fn hidden_mask(hidden: &[bool], b: usize, t: usize, device: &Device) -> Tensor<4, Bool> {
+    let mut forbidden = vec![false; b * t * t];
+    for r in 0..b {
+        for j in (0..t).filter(|&j| hidden[r * t + j]) {
+            for i in j + 1..t {
+                forbidden[(r * t + i) * t + j] = true;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(forbidden, [b, 1, t, t]), device)
+}
+
 /// `intermediate_dropout` on a residual branch while training.
 fn hidden_dropout(y: Tensor<3>, train: Option<&TrainStep>, site: u64) -> Tensor<3> {
     match train {
@@ -308,7 +327,8 @@ impl Attention {
         *cache = Some((k.clone(), v.clone()));
         if training {
             // The fused op keeps its inputs, output and row log-sum-exp, not the scores.
-            return self.project_out(causal_attention(q, k, v), train);
+            let hidden = step.hidden.clone();
+            return self.project_out(causal_attention(q, k, v, hidden), train);
         }
         let options = AttentionModuleOptions {
             scale: None,
@@ -322,7 +342,11 @@ impl Attention {
         } else {
             (k, v)
         };
-        let out = attention(q, k, v, step.mask.clone(), None, options);
+        let mask = step.mask.clone().or_else(|| {
+            let device = q.device();
+            step.hidden.as_ref().map(|h| hidden_mask(h, b, t, &device))
+        });
+        let out = attention(q, k, v, mask, None, options);
         self.project_out(out, train)
     }
 

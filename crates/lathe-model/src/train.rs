@@ -7,8 +7,10 @@
 //! `(seed, step, site, index)`: it has no state, so a resumed run draws exactly what
 //! an uninterrupted one would.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::engine::Engine;
@@ -496,23 +498,11 @@ fn hidden_of(
     // Right padding: every row's positions start at 0 and causality hides the padding.
     let positions = vec![(0..batch.t).collect::<Vec<_>>(); batch.b];
     let (cos, sin) = llama.rope_tables(&positions, device);
-    // Hidden tokens: forbidden keys for every later query (a token still sees itself).
-    let mask = batch.hidden.as_ref().map(|hidden| {
-        let (b, t) = (batch.b, batch.t);
-        let mut forbidden = vec![false; b * t * t];
-        for r in 0..b {
-            for j in (0..t).filter(|&j| hidden[r * t + j]) {
-                for i in j + 1..t {
-                    forbidden[(r * t + i) * t + j] = true;
-                }
-            }
-        }
-        Tensor::<4, Bool>::from_data(TensorData::new(forbidden, [b, 1, t, t]), device)
-    });
     let step = StepInputs {
         cos,
         sin,
-        mask,
+        mask: None,
+        hidden: batch.hidden.clone().map(Arc::new),
         train,
     };
     llama.forward_hidden(ids, &step, &mut KvCache::default())

@@ -84,7 +84,7 @@ fn attention_case(t: usize) {
     let v = random([b, kvh, t, hd], 3, 1.0);
     let weights = random([b, h, t, hd], 4, 1.0).detach();
 
-    let fused = causal_attention(q.clone(), k.clone(), v.clone());
+    let fused = causal_attention(q.clone(), k.clone(), v.clone(), None);
     let grads = (fused.clone() * weights.clone()).sum().backward();
     let fused_grads: Vec<Vec<f32>> = [&q, &k, &v]
         .iter()
@@ -180,7 +180,7 @@ fn fused_ops_run_without_autodiff() {
         TensorData::new((0..12).map(|i| i as f32).collect(), [1, 1, 3, 4]),
         &flex,
     );
-    let out = causal_attention(q, Tensor::ones([1, 1, 3, 4], &flex), v);
+    let out = causal_attention(q, Tensor::ones([1, 1, 3, 4], &flex), v, None);
     // Equal scores: each position averages the values it may see.
     let rows = values(&out);
     assert_eq!(&rows[..4], &[0.0, 1.0, 2.0, 3.0]);

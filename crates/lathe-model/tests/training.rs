@@ -117,14 +117,25 @@ fn chunked_loss_matches_the_inference_logits() {
 
 #[test]
 fn gradients_match_finite_differences() {
+    check_gradients(&batch());
+}
+
+/// The same with tokens hidden (token masking), through the fused attention's mask.
+#[test]
+fn gradients_with_hidden_tokens_match_finite_differences() {
+    let mut hidden = batch();
+    hidden.hidden = Some((0..hidden.b * hidden.t).map(|i| i % 5 == 2).collect());
+    check_gradients(&hidden);
+}
+
+fn check_gradients(batch: &Batch) {
     let dir = tempfile::tempdir().unwrap();
     tiny(dir.path(), false);
     let mut model = trainable(dir.path(), BaseDtype::F32);
     model.add_lora(&lora_plan(0.0)).unwrap();
     model.unfreeze(&["norm", "lm_head"], &[]).unwrap();
     randomize(&mut model, 9, 0.3, false);
-    let batch = batch();
-    let (loss, grads) = model.train_batch(&batch, &STEP);
+    let (loss, grads) = model.train_batch(batch, &STEP);
     let base = model.values();
     let mut checked = 0;
     let eps = 1e-2f32;
@@ -137,7 +148,7 @@ fn gradients_match_finite_differences() {
                 let mut v = base.clone();
                 v[k][idx] += delta;
                 model.set_values(&v);
-                model.evaluator().loss(&batch).loss
+                model.evaluator().loss(batch).loss
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
             let analytic = grads[k][idx] as f64;

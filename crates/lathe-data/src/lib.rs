@@ -1,7 +1,8 @@
 //! Lathe's data layer: tables from CSV / Parquet / JSON / JSONL files (alone or in a
 //! zip; ShareGPT and OpenAI chats converted), column auto-selection, conversation
-//! chains, samples with H2O LLM Studio's prompt rendering, token ids with loss masks,
-//! seeded splits and statistics.
+//! chains, samples with H2O LLM Studio's prompt rendering (or a chat template), token
+//! ids with loss masks, seeded splits, augmentations, statistics, and imports from
+//! uploads, the Hugging Face Hub and S3.
 
 pub mod archive;
 mod augment;

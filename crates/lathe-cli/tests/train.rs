@@ -44,6 +44,22 @@ fn write_config(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
+/// What `lathe generate --run` answers to `prompt` in up to 8 tokens; it must succeed.
+fn answer(run: &Path, prompt: &str) -> String {
+    let out = lathe()
+        .args(["generate", "--run"])
+        .arg(run)
+        .args(["--prompt", prompt, "--max-new-tokens", "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn train_losses(run: &Path) -> Vec<(u64, String)> {
     std::fs::read_to_string(run.join("events.jsonl"))
         .unwrap_or_default()
@@ -268,18 +284,7 @@ fn a_dora_run_saves_peft_magnitudes_and_answers() {
     assert!(train_losses(&run)
         .iter()
         .all(|(_, l)| l.parse::<f64>().unwrap().is_finite()));
-    let out = lathe()
-        .args(["generate", "--run"])
-        .arg(&run)
-        .args(["--prompt", "Name a colour.", "--max-new-tokens", "8"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(!answer(&run, "Name a colour.").trim().is_empty());
 }
 
 /// A run on 10 conversations of the real chat file, chained by `parent_id`; with
@@ -321,17 +326,7 @@ fn conversations_train_with_reproducible_augmentations() {
     );
     assert_ne!(losses[0], losses[2], "augmentation changes the samples");
     // The template-rendered run chats in its template.
-    let out = lathe()
-        .args(["generate", "--run"])
-        .arg(dir.path().join("plain"))
-        .args(["--prompt", "Hi, how are you?", "--max-new-tokens", "6"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    answer(&dir.path().join("plain"), "Hi, how are you?");
 }
 
 #[test]
@@ -354,15 +349,5 @@ fn prompt_and_answer_markers_train_as_new_tokens_and_reload() {
         .map(|(_, v)| v.clone())
         .collect();
     assert_eq!(embed, [serde_json::json!([49154, 576])], "{shapes:?}");
-    let out = lathe()
-        .args(["generate", "--run"])
-        .arg(&run)
-        .args(["--prompt", "Name a colour.", "--max-new-tokens", "8"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    answer(&run, "Name a colour.");
 }

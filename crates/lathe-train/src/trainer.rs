@@ -1,5 +1,6 @@
 //! The training loop of the causal language modeling problem type.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -429,30 +430,34 @@ fn run_loop(
         // resume is exact).
         let mut rng =
             StdRng::seed_from_u64(seed ^ position.micro_step.wrapping_mul(0xA24B_AED4_963E_E407));
-        let mut drawn: Vec<Encoded> = if augmentation.is_active() {
+        // The encoded samples as they are, unless an augmentation changes them.
+        let mut drawn: Vec<Cow<Encoded>> = if augmentation.is_active() {
             batches[index]
                 .iter()
                 .map(|&i| {
                     let sample = augmentation.apply(&train_samples[i], &train_samples, &mut rng);
-                    renderer.encode_sample(&sample)
+                    renderer.encode_sample(&sample).map(Cow::Owned)
                 })
                 .collect::<std::result::Result<_, _>>()?
         } else {
             batches[index]
                 .iter()
-                .map(|&i| train_set[i].clone())
+                .map(|&i| Cow::Borrowed(&train_set[i]))
                 .collect()
         };
         let mut hidden = None;
         if token_mask > 0.0 {
             let (masked, h): (Vec<_>, Vec<_>) = drawn
                 .iter()
-                .map(|e| mask_tokens(e, token_mask, pad, &mut rng))
+                .map(|e| {
+                    let (masked, h) = mask_tokens(e, token_mask, pad, &mut rng);
+                    (Cow::Owned(masked), h)
+                })
                 .unzip();
             drawn = masked;
             hidden = Some(h);
         }
-        let refs: Vec<&Encoded> = drawn.iter().collect();
+        let refs: Vec<&Encoded> = drawn.iter().map(|e| e.as_ref()).collect();
         let batch = make_batch(
             &refs,
             hidden.as_deref(),

@@ -187,12 +187,12 @@ pub fn statistics(
     renderer: Option<&Renderer>,
 ) -> Result<DatasetStats> {
     let set = read_samples(table, settings)?;
-    let mut complete_settings = settings.clone();
-    complete_settings.limit_chained_samples = true;
     let complete = if settings.limit_chained_samples || settings.parent_id_column.is_none() {
         set.samples.clone()
     } else {
-        read_samples(table, &complete_settings)?.samples
+        let mut complete = settings.clone();
+        complete.limit_chained_samples = true;
+        read_samples(table, &complete)?.samples
     };
     let turns_of_rows: Vec<_> = complete.iter().flat_map(|s| s.turns.iter()).collect();
     let token_stats = match renderer {

@@ -58,6 +58,18 @@ fn batch() -> Batch {
     }
 }
 
+/// One row of `ids` with loss on every position but the first.
+fn one_row(ids: Vec<u32>) -> Batch {
+    let t = ids.len();
+    Batch {
+        b: 1,
+        t,
+        weights: (0..t).map(|j| if j == 0 { 0.0 } else { 1.0 }).collect(),
+        ids,
+        hidden: None,
+    }
+}
+
 const STEP: TrainStep = TrainStep {
     seed: 1,
     step: 0,
@@ -229,14 +241,7 @@ fn quantized_demo_model_gradients_match_f32() {
     let spec = path.to_str().unwrap();
     let engine = lathe_model::loader::load(spec).unwrap();
     let ids = engine.tokenizer.encode(PASSAGE, false).unwrap();
-    let t = ids.len();
-    let batch = Batch {
-        b: 1,
-        t,
-        weights: (0..t).map(|j| if j == 0 { 0.0 } else { 1.0 }).collect(),
-        ids,
-        hidden: None,
-    };
+    let batch = one_row(ids);
     let grads = |dtype: BaseDtype| {
         let mut model = TrainableModel::new(load_for_training(spec, dtype).unwrap());
         model.add_lora(&lora_plan(0.0)).unwrap();
@@ -454,14 +459,7 @@ fn added_tokens_grow_the_vocabulary_with_mean_rows() {
         .unwrap();
     let mean0 = (0..before).map(|i| embed[i * common::HIDDEN]).sum::<f32>() / before as f32;
     assert!((embed[before * common::HIDDEN] - mean0).abs() < 1e-5);
-    let t = ids.len();
-    let batch = Batch {
-        b: 1,
-        t,
-        weights: (0..t).map(|j| if j == 0 { 0.0 } else { 1.0 }).collect(),
-        ids,
-        hidden: None,
-    };
+    let batch = one_row(ids);
     let (loss, grads) = model.train_batch(&batch, &STEP);
     assert!(loss.loss.is_finite());
     // The new tokens' embedding rows get gradient.

@@ -182,6 +182,7 @@ fn stream(
     let generated = engine.generate_text(prompt, add_special, config, &mut |piece| {
         let _ = stdout.write_all(piece.as_bytes());
         let _ = stdout.flush();
+        true
     })?;
     eprintln!(
         "\n[{} tokens in {:.1}s]",

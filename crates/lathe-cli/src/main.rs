@@ -2,6 +2,7 @@
 
 mod dataset;
 mod generate;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     /// Print or check configurations.
     #[command(subcommand)]
     Config(train::ConfigCommand),
+    /// Run the studio: the web API over a workspace of datasets and experiments.
+    Serve(serve::ServeArgs),
     /// Look at data files as training sees them.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run_train(args),
         Command::Config(command) => train::run_config(command),
         Command::Dataset(command) => dataset::run_dataset(command),
+        Command::Serve(args) => serve::run_serve(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -65,6 +65,18 @@ impl Config {
 
     /// Reads YAML text; `origin` names it in errors.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
+        let mut config = Config::default();
+        let unknown_keys = config.merge_yaml_str(text, origin)?;
+        Ok(Loaded {
+            config,
+            unknown_keys,
+        })
+    }
+
+    /// Sets the settings that YAML text names, leaving the others; returns the
+    /// unknown keys (ignored). A bad value is an error and `self` may then hold the
+    /// values read before it.
+    pub fn merge_yaml_str(&mut self, text: &str, origin: &str) -> Result<Vec<String>, ConfigError> {
         let syntax = |message: String| ConfigError::Syntax {
             path: PathBuf::from(origin),
             message,
@@ -79,7 +91,6 @@ impl Config {
                 ))
             }
         };
-        let mut config = Config::default();
         let mut unknown_keys = Vec::new();
         for (key, value) in &root {
             let key = key_text(key);
@@ -89,18 +100,15 @@ impl Config {
                 };
                 for (sub, value) in group {
                     let path = format!("{key}.{}", key_text(sub));
-                    if !config.set_checked(&path, value, origin)? {
+                    if !self.set_checked(&path, value, origin)? {
                         unknown_keys.push(path);
                     }
                 }
-            } else if !config.set_checked(&key, value, origin)? {
+            } else if !self.set_checked(&key, value, origin)? {
                 unknown_keys.push(key);
             }
         }
-        Ok(Loaded {
-            config,
-            unknown_keys,
-        })
+        Ok(unknown_keys)
     }
 
     /// Applies a command-line override `group.key` = `text` (typed by the setting).
@@ -175,6 +183,41 @@ impl Config {
             }
         }
         serde_yaml_ng::to_string(&Value::Mapping(root)).unwrap_or_default()
+    }
+
+    /// Whether `spec` applies under these values: its `shown_if` condition holds
+    /// (`group.key` set and true, `group.key=value`, `group.key!=value`,
+    /// `group.key<number`), and so does the condition of the setting it depends on.
+    pub fn applies(&self, spec: &Spec) -> bool {
+        let condition = spec.shown_if;
+        if condition.is_empty() {
+            return true;
+        }
+        let (path, op, expected) = ["!=", "<", "="]
+            .iter()
+            .find_map(|op| {
+                let (path, value) = condition.split_once(op)?;
+                Some((path, *op, value))
+            })
+            .unwrap_or((condition, "", ""));
+        let parent_applies = settings::spec(path).is_none_or(|parent| self.applies(parent));
+        let value = self.get(path).unwrap_or(Value::Null);
+        let text = value_text(&value);
+        let text = text.trim_matches('"');
+        let holds = match op {
+            "=" => text == expected,
+            "!=" => text != expected,
+            "<" => matches!((value.as_f64(), expected.parse::<f64>()), (Some(a), Ok(b)) if a < b),
+            _ => match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty() && s != "None",
+                Value::Sequence(items) => !items.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            },
+        };
+        parent_applies && holds
     }
 
     /// GPU-only settings that are switched on (a true flag, a non-empty list, another

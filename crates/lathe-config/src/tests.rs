@@ -158,3 +158,32 @@ fn gpu_only_settings_are_reported_when_used() {
     assert!(used.contains(&"environment.gpus".to_string()));
     assert!(used.contains(&"environment.use_deepspeed".to_string()));
 }
+
+#[test]
+fn conditions_of_dependent_settings_follow_the_values() {
+    let spec = |path: &str| {
+        Config::schema()
+            .into_iter()
+            .find(|s| s.path() == path)
+            .unwrap()
+    };
+    let mut c = Config::default();
+    assert!(c.applies(&spec("training.lora_r")));
+    c.apply_override("training.lora", "false").unwrap();
+    assert!(!c.applies(&spec("training.lora_r")));
+    assert!(c.applies(&spec("training.freeze_layers")));
+    assert!(c.applies(&spec("environment.mixed_precision_dtype")));
+    c.apply_override("environment.mixed_precision", "false")
+        .unwrap();
+    assert!(!c.applies(&spec("environment.mixed_precision_dtype")));
+    assert!(!c.applies(&spec("dataset.data_sample_choice")));
+    c.apply_override("dataset.data_sample", "0.5").unwrap();
+    assert!(c.applies(&spec("dataset.data_sample_choice")));
+    // A setting under a setting that does not apply does not apply either.
+    c.apply_override("environment.deepspeed_method", "ZeRO3")
+        .unwrap();
+    assert!(!c.applies(&spec("environment.deepspeed_stage3_prefetch_bucket_size")));
+    c.apply_override("environment.use_deepspeed", "true")
+        .unwrap();
+    assert!(c.applies(&spec("environment.deepspeed_stage3_prefetch_bucket_size")));
+}

@@ -246,6 +246,39 @@ impl<'a> Renderer<'a> {
         self.encoder.encode_text(text).map_err(DataError::Tokenizer)
     }
 
+    /// One piece's tokens, cut to `max_length` (prompts keep their end, answers and
+    /// system messages their start), and whether it was cut.
+    fn encode_piece(&self, text: &str, role: Role) -> Result<(Vec<u32>, bool)> {
+        let max = self.max_length;
+        let mut ids = self.encode(text)?;
+        if ids.len() <= max {
+            return Ok((ids, false));
+        }
+        match role {
+            Role::Prompt => drop(ids.drain(..ids.len() - max)),
+            _ => ids.truncate(max),
+        }
+        Ok((ids, true))
+    }
+
+    /// The tokens a model answers the sample's last prompt from: everything before
+    /// the last answer, cut like a sample's pieces and then to the last
+    /// `max_length` tokens (never cut away for the sake of the answer).
+    pub fn encode_prompt(&self, sample: &Sample) -> Result<Vec<u32>> {
+        let pieces = self.pieces(sample)?;
+        let last_answer = pieces
+            .iter()
+            .rposition(|(_, r)| *r == Role::Answer)
+            .unwrap_or(pieces.len());
+        let mut ids = Vec::new();
+        for (text, role) in &pieces[..last_answer] {
+            ids.extend(self.encode_piece(text, *role)?.0);
+        }
+        let cut = ids.len().saturating_sub(self.max_length);
+        ids.drain(..cut);
+        Ok(ids)
+    }
+
     /// Token ids, loss mask and roles of one sample.
     pub fn encode_sample(&self, sample: &Sample) -> Result<Encoded> {
         let s = self.settings;
@@ -263,14 +296,8 @@ impl<'a> Renderer<'a> {
         let last_answer = pieces.iter().rposition(|(_, r)| *r == Role::Answer);
         let mut last_answer_len = 0;
         for (k, (text, role)) in pieces.iter().enumerate() {
-            let mut ids = self.encode(text)?;
-            if ids.len() > max {
-                out.truncated = true;
-                match role {
-                    Role::Prompt => drop(ids.drain(..ids.len() - max)),
-                    _ => ids.truncate(max),
-                }
-            }
+            let (ids, cut) = self.encode_piece(text, *role)?;
+            out.truncated |= cut;
             let loss = match role {
                 Role::Answer => Some(k) == last_answer || !s.only_last_answer,
                 _ => prompt_carries_loss,

@@ -126,3 +126,22 @@ fn conversation_text_renders_history_like_training() {
     assert_eq!(text, "S:sys#P:hi#A:yo#P:bye#A:");
     assert_eq!(r.conversation_text(None, &[], "q").unwrap(), "P:q#A:");
 }
+
+#[test]
+fn the_generation_prompt_survives_a_long_answer() {
+    let s = sample(
+        None,
+        &[
+            ("hi", "yo"),
+            ("question", "a long answer that fills it all"),
+        ],
+    );
+    let d = settings();
+    let r = Renderer::new(&d, 12, &Chars);
+    // The training sample keeps its end: the answer pushes the prompt out.
+    assert_eq!(r.encode_sample(&s).unwrap().prompt_len, 0);
+    // The prompt to answer is everything before the last answer, its last 12 tokens.
+    let prompt = r.encode_prompt(&s).unwrap();
+    let text: String = prompt.iter().map(|&i| char::from_u32(i).unwrap()).collect();
+    assert_eq!(text, ":question#A:");
+}

@@ -343,23 +343,21 @@ impl Engine {
     }
 
     /// Generates a continuation of `prompt` text, calling `on_text` with each new piece
-    /// of decoded text as it becomes final; stop strings end it and are cut off.
+    /// of decoded text as it becomes final (it returns false to stop early, e.g. when
+    /// the listener went away); stop strings end it and are cut off.
     /// `add_special_tokens` is true for raw text and false for an already rendered chat.
     pub fn generate_text(
         &self,
         prompt: &str,
         add_special_tokens: bool,
         config: &GenerationConfig,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GeneratedText> {
         let ids = self.tokenizer.encode(prompt, add_special_tokens)?;
         let mut streamer = TextStreamer::new(&self.tokenizer, &config.stop_strings);
         let mut error = None;
         self.generate(&[ids], config, &mut |_, id| match streamer.push(id) {
-            Ok((piece, stop)) => {
-                on_text(&piece);
-                !stop
-            }
+            Ok((piece, stop)) => on_text(&piece) && !stop,
             Err(e) => {
                 error = Some(e);
                 false
@@ -369,7 +367,9 @@ impl Engine {
             return Err(e);
         }
         let rest = streamer.finish()?;
-        on_text(&rest);
+        if !rest.is_empty() {
+            on_text(&rest);
+        }
         Ok(GeneratedText {
             tokens: streamer.ids.len(),
             text: streamer.text,

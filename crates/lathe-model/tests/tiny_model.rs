@@ -209,7 +209,7 @@ fn beam_search_finds_a_likelier_sequence_than_greedy() {
 fn stop_strings_cut_the_text() {
     let (_a, engine) = folder(false, StDtype::F32, 1);
     let full = engine
-        .generate_text(TEXT, true, &greedy(20), &mut |_| {})
+        .generate_text(TEXT, true, &greedy(20), &mut |_| true)
         .unwrap()
         .text;
     let chars: Vec<char> = full.chars().collect();
@@ -222,7 +222,10 @@ fn stop_strings_cut_the_text() {
     };
     let mut streamed = String::new();
     let text = engine
-        .generate_text(TEXT, true, &config, &mut |piece| streamed.push_str(piece))
+        .generate_text(TEXT, true, &config, &mut |piece| {
+            streamed.push_str(piece);
+            true
+        })
         .unwrap()
         .text;
     assert_eq!(text, full[..cut]);

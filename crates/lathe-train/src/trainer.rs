@@ -334,6 +334,13 @@ fn run_loop(
         seed,
         best_metric: None,
     };
+    if !resume && !config.architecture.pretrained_weights.is_empty() {
+        let source = Path::new(&config.architecture.pretrained_weights);
+        let dir = checkpoint::latest(source).unwrap_or_else(|| source.to_path_buf());
+        values = checkpoint::load(&dir, &params)?.values;
+        model.set_values(&values);
+        run.log(&format!("weights: starting from {}", dir.display()));
+    }
     if let Some(dir) = restored_position {
         let restored = checkpoint::load(&dir, &params)?;
         values = restored.values;
@@ -351,6 +358,11 @@ fn run_loop(
         "training: {} epochs × {steps_per_epoch} micro-batches of {batch_size}, {total_steps} optimizer steps",
         t.epochs
     ));
+    run.event(
+        json!({"type": "start", "step": position.step, "time": now(),
+        "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": t.epochs,
+        "train_samples": train_set.len(), "validation_samples": valid_set.len()}),
+    );
 
     let save = |run: &RunDir,
                 name: &str,
@@ -374,11 +386,20 @@ fn run_loop(
     };
     let stop_strings = renderer.stop_strings();
     let eos = model.engine().generation_defaults.eos_token_ids.clone();
+    let generates = config.prediction.metric != "Perplexity";
+    let valid_prompts = if generates {
+        valid_samples
+            .iter()
+            .map(|s| renderer.encode_prompt(s))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let valid = ValidationSet {
         encoded: &valid_set,
         samples: &valid_samples,
-        generation: (config.prediction.metric != "Perplexity")
-            .then(|| generation_config(config, stop_strings, eos)),
+        prompts: &valid_prompts,
+        generation: generates.then(|| generation_config(config, stop_strings, eos)),
         batch_size: match config.prediction.batch_size_inference {
             0 => batch_size,
             n => n as usize,

@@ -42,6 +42,8 @@ pub struct ValidationSet<'a> {
     pub encoded: &'a [Encoded],
     /// The samples the ids came from (same order).
     pub samples: &'a [Sample],
+    /// Each sample's prompt tokens, what generation answers (with `generation`).
+    pub prompts: &'a [Vec<u32>],
     /// Generation settings when answers are generated (BLEU).
     pub generation: Option<GenerationConfig>,
     /// Samples per batch.
@@ -122,16 +124,12 @@ pub fn validate(model: &TrainableModel, set: &ValidationSet, run: &Path) -> Resu
     rows.write_record(["row", "prompt", "target", "prediction", "BLEU"])
         .map_err(csv_error)?;
     let mut bleu_sum = 0f64;
-    for (encoded, samples) in set
-        .encoded
+    for (prompts, samples) in set
+        .prompts
         .chunks(set.batch_size.max(1))
         .zip(set.samples.chunks(set.batch_size.max(1)))
     {
-        let prompts: Vec<Vec<u32>> = encoded
-            .iter()
-            .map(|e| e.input_ids[..e.prompt_len].to_vec())
-            .collect();
-        let generated = engine.generate(&prompts, generation, &mut |_, _| true)?;
+        let generated = engine.generate(prompts, generation, &mut |_, _| true)?;
         for (sample, g) in samples.iter().zip(generated) {
             let text = engine.tokenizer.decode(&g.tokens, true)?;
             let cut = generation

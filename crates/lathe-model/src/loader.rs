@@ -41,7 +41,9 @@ enum Located {
 /// taken from the Hub cache).
 fn locate(spec: &str) -> Result<Located> {
     let path = Path::new(spec);
-    if spec == "demo" && !path.exists() {
+    // `demo` is the demo model unless a model of that name is right here.
+    let local_model = path.is_file() || path.join("config.json").is_file();
+    if spec == "demo" && !local_model {
         let demo = demo_model_path();
         if !demo.is_file() {
             return Err(ModelError::Resolve(format!(

@@ -756,3 +756,44 @@ fn crashes_lose_nothing() {
     server.expect("DELETE", "/api/experiments/d", None, 204);
     assert!(!ws.join("experiments/d").exists());
 }
+
+#[test]
+fn ctrl_c_ends_live_streams_and_leaves_workers_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut server = Server::start(&dir.path().join("ws"), &[]);
+    assert_eq!(server.upload("chat", &chat_zip()).0, 201);
+    server.expect(
+        "POST",
+        "/api/experiments",
+        Some(json!({"name": "long", "dataset": "chat", "settings": tiny_settings(&model, 1.0, 3)})),
+        201,
+    );
+    let running = server.wait_for("long", &["running"], Duration::from_secs(60));
+    let pid = running["pid"].as_u64().unwrap();
+    let url = format!("{}/api/experiments/long/stream", server.url);
+    let watcher = std::thread::spawn(move || {
+        let response = ureq::get(&url).call().unwrap();
+        BufReader::new(response.into_reader()).lines().count()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(watcher.join().unwrap() > 0);
+    // The worker is its own process: it trains on.
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, 0) },
+        0,
+        "the worker died with the server"
+    );
+    kill9(pid);
+}

@@ -244,10 +244,16 @@ async fn chat(
         };
         let _ = tx.blocking_send(last);
     });
-    let events =
-        futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-        );
+    let shutdown = s.shutdown.clone();
+    let events = futures::stream::unfold(rx, move |mut rx| {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                event = rx.recv() => event.map(|e| (Ok(e), rx)),
+                // Dropping the receiver stops the generation at its next token.
+                _ = shutdown.cancelled() => None,
+            }
+        }
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use lathe_studio::{Studio, StudioOptions};
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub chat: Arc<chat::ChatModels>,
     /// The OpenAPI document (set when the router is built).
     pub openapi: Arc<std::sync::OnceLock<utoipa::openapi::OpenApi>>,
+    /// Cancelled when the server shuts down: live streams end.
+    pub shutdown: CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -110,7 +113,9 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> any
         max_upload: options.max_upload,
         chat: chat.clone(),
         openapi: Default::default(),
+        shutdown: CancellationToken::new(),
     };
+    let shutdown = state.shutdown.clone();
     let listener = tokio::net::TcpListener::bind((options.host, options.port))
         .await
         .with_context(|| format!("binding {}:{}", options.host, options.port))?;
@@ -119,8 +124,10 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(SocketAddr)) -> any
     tokio::spawn(chat::unload_when_idle(chat, options.chat_idle));
     ready(addr);
     axum::serve(listener, app(state, options.token))
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Live streams would hold the shutdown open: end them.
+            shutdown.cancel();
         })
         .await?;
     Ok(())

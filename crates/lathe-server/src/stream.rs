@@ -53,7 +53,10 @@ impl Tail {
             return None;
         }
         if !self.first {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = self.state.shutdown.cancelled() => return None,
+            }
         }
         self.first = false;
         let studio = self.state.studio.clone();

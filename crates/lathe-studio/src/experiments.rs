@@ -438,6 +438,8 @@ impl Studio {
 
     /// Deletes an experiment: stops its worker, removes its folder and its row.
     pub fn delete_experiment(&self, name: &str) -> Result<()> {
+        // No reconciliation may write into the folder while it goes.
+        let _no_tick = self.ticking.lock().unwrap_or_else(|e| e.into_inner());
         let record = self.experiment_record(name)?;
         self.kill_now(&record);
         let dir = self.experiment_dir(name);

@@ -128,7 +128,8 @@ fn metric_value(event: &Value, metric: &str) -> Option<f64> {
 }
 
 /// Chart series and progress of a run, from all its events; `metric` names the
-/// validation metric, `running` asks for an ETA.
+/// validation metric, `running` asks for an ETA. Points that a resumed run logs
+/// again replace those of the attempt that was cut short.
 pub fn summarize(run: &Path, metric: &str, running: bool) -> (Progress, Charts) {
     let (events, _) = events(run, 0, usize::MAX);
     let mut p = Progress {
@@ -148,6 +149,16 @@ pub fn summarize(run: &Path, metric: &str, running: bool) -> (Progress, Charts) 
             Some("start") => {
                 p.total_steps = e["total_steps"].as_u64().unwrap_or(0);
                 started = e["time"].as_f64().map(|t| (t, step));
+                // A resumed run repeats the steps after its checkpoint: the points
+                // logged past it belong to the lost attempt.
+                for series in [
+                    &mut c.train_loss,
+                    &mut c.learning_rate,
+                    &mut c.validation_loss,
+                    &mut c.validation_metric,
+                ] {
+                    series.retain(|(s, _)| *s <= step as f64);
+                }
             }
             Some("train") => {
                 p.step = step;
@@ -226,4 +237,30 @@ pub fn read_text(run: &Path, file: &str) -> Result<String> {
         )));
     }
     std::fs::read_to_string(&path).map_err(io(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_replaces_the_steps_after_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = [
+            json!({"type": "start", "step": 0, "time": 0.0, "total_steps": 4}),
+            json!({"type": "train", "step": 1, "time": 1.0, "loss": 3.0, "lr": 0.1}),
+            json!({"type": "train", "step": 2, "time": 2.0, "loss": 2.0, "lr": 0.1}),
+            json!({"type": "train", "step": 3, "time": 3.0, "loss": 9.0, "lr": 0.1}),
+            // Killed after step 3; the checkpoint was at step 2.
+            json!({"type": "start", "step": 2, "time": 10.0, "total_steps": 4}),
+            json!({"type": "train", "step": 3, "time": 11.0, "loss": 1.5, "lr": 0.1}),
+        ];
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.path().join("events.jsonl"), text).unwrap();
+        let (p, c) = summarize(dir.path(), "Perplexity", true);
+        assert_eq!(c.train_loss, [(1.0, 3.0), (2.0, 2.0), (3.0, 1.5)]);
+        assert_eq!((p.step, p.total_steps, p.fraction), (3, 4, 0.75));
+        // The rate counts from the restart: 1 step in 1 s, 1 step left.
+        assert_eq!(p.eta_seconds, Some(1.0));
+    }
 }

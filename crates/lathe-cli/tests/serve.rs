@@ -606,6 +606,34 @@ fn bad_input_is_a_clear_4xx_and_writes_nothing() {
         Some(json!({"settings": {"huggingface_token": "x"}})),
     );
     assert_eq!(status, 400, "{body}");
+
+    // A grid over HTTP: one experiment per value, named after it; a bad value
+    // anywhere in the grid makes none.
+    let grid = |values: Value| {
+        server.call(
+            "POST",
+            "/api/experiments/grid",
+            Some(
+                json!({"experiment": {"name": "g", "dataset": "alpaca", "start": false},
+                "grid": {"training.learning_rate": values}}),
+            ),
+        )
+    };
+    let (status, body) = grid(json!([0.01, "x"]));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        server.expect("GET", "/api/experiments", None, 200),
+        json!([])
+    );
+    let (status, body) = grid(json!([0.001, 0.0001]));
+    assert_eq!(status, 201, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["g_learning_rate_0.001", "g_learning_rate_0.0001"]);
 }
 
 #[test]

@@ -94,19 +94,8 @@ async fn create_experiment(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GridRequest {
-    /// Base of every name.
-    name: String,
-    /// Dataset to train on.
-    dataset: String,
-    /// Settings every experiment shares (`group.key` → value).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    settings: Map<String, Value>,
-    /// An experiment file (H2O LLM Studio's `cfg.yaml`) to start from.
-    yaml: Option<String>,
-    /// Queue them at once (default true).
-    #[serde(default = "yes")]
-    start: bool,
+    /// The experiment the grid varies; its name is the base of every name.
+    experiment: CreateRequest,
     /// Values to try per setting: `{"training.learning_rate": [1e-4, 3e-4]}`.
     #[schema(value_type = Object)]
     grid: Map<String, Value>,
@@ -123,14 +112,7 @@ async fn create_grid(
 ) -> ApiResult<(StatusCode, Json<Vec<ExperimentRecord>>)> {
     let studio = s.studio.clone();
     let grid = req.grid;
-    let base = CreateRequest {
-        name: req.name,
-        dataset: req.dataset,
-        settings: req.settings,
-        yaml: req.yaml,
-        start: req.start,
-    }
-    .into_new();
+    let base = req.experiment.into_new();
     let records = blocking(move || studio.create_grid(&base, &grid)).await?;
     Ok((StatusCode::CREATED, Json(records)))
 }

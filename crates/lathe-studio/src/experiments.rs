@@ -303,23 +303,34 @@ impl Studio {
             .ok_or_else(|| StudioError::NotFound(format!("no experiment named {name:?}")))
     }
 
-    fn summary(&self, record: ExperimentRecord) -> ExperimentSummary {
+    /// The summary of `record` and its chart series, from one read of its run folder.
+    fn summary_with(
+        &self,
+        record: ExperimentRecord,
+        config: &Config,
+    ) -> (ExperimentSummary, Charts) {
         let dir = self.experiment_dir(&record.name);
-        let config = load_config(&dir).unwrap_or_default();
-        let (progress, _) =
+        let (progress, charts) =
             runs::summarize(&dir, &config.prediction.metric, record.status == "running");
-        ExperimentSummary {
-            backbone: config.general.llm_backbone,
+        let summary = ExperimentSummary {
+            backbone: config.general.llm_backbone.clone(),
             has_checkpoint: has_checkpoint(&dir),
             record,
             progress,
-        }
+        };
+        (summary, charts)
     }
 
     /// Every experiment with its progress, oldest first.
     pub fn experiments(&self) -> Result<Vec<ExperimentSummary>> {
         let records = self.db().experiments()?;
-        Ok(records.into_iter().map(|r| self.summary(r)).collect())
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let config = load_config(&self.experiment_dir(&r.name)).unwrap_or_default();
+                self.summary_with(r, &config).0
+            })
+            .collect())
     }
 
     /// One experiment in full.
@@ -328,13 +339,13 @@ impl Studio {
         let dir = self.experiment_dir(name);
         let config_yaml = runs::read_text(&dir, "cfg.yaml")?;
         let config = Config::from_yaml_str(&config_yaml, "cfg.yaml")?.config;
-        let (_, charts) = runs::summarize(&dir, &config.prediction.metric, false);
+        let (summary, charts) = self.summary_with(record, &config);
         let warnings = std::fs::read_to_string(dir.join("warnings.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         Ok(ExperimentDetail {
-            summary: self.summary(record),
+            summary,
             settings: flat_settings(&config),
             config_yaml,
             charts,

@@ -30,6 +30,7 @@ impl ChatMessage {
 #[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -52,9 +53,15 @@ impl ChatTemplate {
             .map_err(|e| ModelError::ChatTemplate(describe(&e)))?;
         Ok(Self {
             env,
+            source: source.to_string(),
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
         })
+    }
+
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Renders `messages`; `add_generation_prompt` appends the assistant's turn header.

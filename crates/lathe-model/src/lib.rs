@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod export;
 mod fast_math;
 pub mod fused;
 pub mod gguf;

@@ -185,6 +185,51 @@ impl Linear {
         }
     }
 
+    /// The weight in PyTorch layout `[out, in]` with the adapter merged in:
+    /// `W + s·(A·B)ᵀ`, or for DoRA `m ⊙ (W + s·A·B) / ‖W + s·A·B‖` per output.
+    pub fn merged_torch_weight(&self) -> Vec<f32> {
+        let device = Device::flex();
+        let host = |t: Tensor<2>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert")
+        };
+        let [inp, out] = self.shape();
+        let base = Tensor::<2>::from_data(
+            TensorData::new(host(self.base_weight(&device)), [inp, out]),
+            &device,
+        );
+        let merged = match &self.lora {
+            None => base,
+            Some(lora) => {
+                let a = Tensor::<2>::from_data(lora.a.val().to_data(), &device);
+                let b = Tensor::<2>::from_data(lora.b.val().to_data(), &device);
+                let updated = base + a.matmul(b).mul_scalar(lora.scale); // [in, out]
+                match &lora.magnitude {
+                    None => updated,
+                    Some(m) => {
+                        let m = Tensor::<1>::from_data(m.val().to_data(), &device);
+                        let norm = updated.clone().powi_scalar(2).sum_dim(0).sqrt(); // [1, out]
+                        updated * (m.unsqueeze::<2>() / norm)
+                    }
+                }
+            }
+        };
+        transpose(&host(merged), inp, out)
+    }
+
+    /// The bias values, if the layer has one.
+    pub fn bias_values(&self) -> Option<Vec<f32>> {
+        self.bias.as_ref().map(|b| {
+            b.val()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert")
+        })
+    }
+
     /// Sets the layer's identity in dropout streams.
     pub(crate) fn set_site(&mut self, site: u64) {
         self.site = site;

@@ -386,6 +386,10 @@ impl Mlp {
     }
 }
 
+fn named(name: &str, shape: Vec<usize>, values: Vec<f32>) -> (String, HostTensor) {
+    (name.to_string(), HostTensor { shape, values })
+}
+
 /// Reads tensors by name and checks their shapes.
 struct Loader<'a> {
     source: &'a dyn WeightSource,
@@ -558,6 +562,70 @@ impl Llama {
     /// The output head.
     pub(crate) fn head_mut(&mut self) -> &mut Linear {
         &mut self.lm_head
+    }
+
+    /// Every tensor under its Hugging Face name, in PyTorch layout, adapters merged
+    /// into their base weights; no `lm_head.weight` when the head is tied.
+    pub fn hf_tensors(&self) -> Vec<(String, HostTensor)> {
+        let host = |t: Tensor<1>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert")
+        };
+        let (v, d) = (self.config.vocab_size, self.config.hidden_size);
+        let mut out = Vec::new();
+        let embed = self.embed_tokens.weight.val().reshape([v * d]);
+        out.push(named("model.embed_tokens.weight", vec![v, d], host(embed)));
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = |n: &str| format!("model.layers.{i}.{n}");
+            let norm = |n: &RmsNorm| host(n.gamma.val());
+            out.push(named(
+                &p("input_layernorm.weight"),
+                vec![d],
+                norm(&layer.input_layernorm),
+            ));
+            let attn = &layer.self_attn;
+            let mlp = &layer.mlp;
+            for (name, linear) in [
+                ("self_attn.q_proj", &attn.q_proj),
+                ("self_attn.k_proj", &attn.k_proj),
+                ("self_attn.v_proj", &attn.v_proj),
+                ("self_attn.o_proj", &attn.o_proj),
+                ("mlp.gate_proj", &mlp.gate_proj),
+                ("mlp.up_proj", &mlp.up_proj),
+                ("mlp.down_proj", &mlp.down_proj),
+            ] {
+                let [inp, outp] = linear.shape();
+                let weight = linear.merged_torch_weight();
+                out.push(named(
+                    &p(&format!("{name}.weight")),
+                    vec![outp, inp],
+                    weight,
+                ));
+                if let Some(bias) = linear.bias_values() {
+                    out.push(named(&p(&format!("{name}.bias")), vec![outp], bias));
+                }
+            }
+            out.push(named(
+                &p("post_attention_layernorm.weight"),
+                vec![d],
+                norm(&layer.post_attention_layernorm),
+            ));
+        }
+        out.push(named(
+            "model.norm.weight",
+            vec![d],
+            host(self.norm.gamma.val()),
+        ));
+        if !self.config.tie_word_embeddings {
+            out.push(named(
+                "lm_head.weight",
+                vec![v, d],
+                self.lm_head.merged_torch_weight(),
+            ));
+        }
+        out
     }
 
     /// Numbers every projection for dropout streams (`16·layer + k`).

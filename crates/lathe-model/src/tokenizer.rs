@@ -192,6 +192,19 @@ impl Tokenizer {
         self.inner.add_tokens(&tokens)
     }
 
+    /// Writes `tokenizer.json`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.inner
+            .save(path, false)
+            .map_err(|e| ModelError::format(path, format!("cannot write the tokenizer: {e}")))
+    }
+
+    /// The tokenizer in `tokenizer.json` form.
+    pub fn to_json(&self) -> Value {
+        let text = self.inner.to_string(false).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -5,10 +5,12 @@
 //! Tensor dimensions are stored innermost first (`ne0` = row length).
 
 mod dequant;
+mod quantize;
 mod reader;
 mod writer;
 
 pub use dequant::dequantize;
+pub use quantize::quantize;
 pub use reader::{GgufFile, TensorInfo};
 pub use writer::{GgufWriter, WriteTensor};
 

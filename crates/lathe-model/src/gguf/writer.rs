@@ -1,11 +1,9 @@
-//! Writing GGUF files (version 3) with F32, F16 and BF16 tensors.
+//! Writing GGUF files (version 3) with F32, F16, BF16, Q8_0 and Q4_0 tensors.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use half::{bf16, f16};
-
-use super::{GgmlType, MetaValue, DEFAULT_ALIGNMENT, MAGIC};
+use super::{quantize, GgmlType, MetaValue, DEFAULT_ALIGNMENT, MAGIC};
 use crate::error::{ModelError, Result};
 
 /// A tensor to write: its shape outermost first and its values row-major.
@@ -14,7 +12,7 @@ pub struct WriteTensor {
     pub name: String,
     /// Shape, outermost first.
     pub shape: Vec<usize>,
-    /// Storage type: F32, F16 or BF16.
+    /// Storage type: F32, F16, BF16, Q8_0 or Q4_0 (the last dimension a multiple of 32).
     pub ty: GgmlType,
     /// Row-major values.
     pub values: Vec<f32>,
@@ -45,18 +43,26 @@ impl GgufWriter {
         self
     }
 
-    /// Writes the file to `path`; tensors of a type the writer cannot encode are refused
-    /// before anything is written.
+    /// Writes the file to `path`; tensors of a type the writer cannot encode (or whose
+    /// rows are not whole blocks) are refused before anything is written.
     pub fn write(&self, path: &Path) -> Result<()> {
         let blobs = self
             .tensors
             .iter()
             .map(|t| {
-                encode_tensor(t).ok_or_else(|| ModelError::Tensor {
-                    path: path.to_path_buf(),
-                    tensor: t.name.clone(),
-                    message: format!("cannot write {:?} tensors (F32, F16, BF16 can be)", t.ty),
-                })
+                let row = t.shape.last().copied().unwrap_or(1);
+                row.is_multiple_of(t.ty.block_len())
+                    .then(|| quantize(t.ty, &t.values))
+                    .flatten()
+                    .ok_or_else(|| ModelError::Tensor {
+                        path: path.to_path_buf(),
+                        tensor: t.name.clone(),
+                        message: format!(
+                            "cannot write rows of {row} values as {:?} (F32, F16, BF16, and \
+                             Q8_0/Q4_0 for rows of whole 32-value blocks, can be)",
+                            t.ty
+                        ),
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let file = std::fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
@@ -100,21 +106,6 @@ impl GgufWriter {
 
 fn padded(len: usize) -> usize {
     len.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
-}
-
-/// The tensor's bytes, or `None` for a type the writer does not encode.
-fn encode_tensor(t: &WriteTensor) -> Option<Vec<u8>> {
-    let values = t.values.iter();
-    Some(match t.ty {
-        GgmlType::F32 => values.flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => values
-            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => values
-            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        _ => return None,
-    })
 }
 
 fn encode_string(s: &str) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! `lathe`: the command-line face of Lathe.
 
 mod dataset;
+mod export;
 mod generate;
 mod serve;
 mod train;
@@ -26,6 +27,8 @@ enum Command {
     /// Print or check configurations.
     #[command(subcommand)]
     Config(train::ConfigCommand),
+    /// Export a run: merged Hugging Face model, PEFT adapter, or GGUF file.
+    Export(export::ExportArgs),
     /// Run the studio: the web API over a workspace of datasets and experiments.
     Serve(serve::ServeArgs),
     /// Look at data files as training sees them.
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run_train(args),
         Command::Config(command) => train::run_config(command),
         Command::Dataset(command) => dataset::run_dataset(command),
+        Command::Export(args) => export::run_export(args),
         Command::Serve(args) => serve::run_serve(args),
     };
     match result {

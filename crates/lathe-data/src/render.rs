@@ -174,6 +174,31 @@ impl<'a> Renderer<'a> {
         Ok(text)
     }
 
+    /// A Jinja chat template (Hugging Face's `chat_template`) that renders a
+    /// conversation exactly as [`Self::conversation_text`] does with the text markers;
+    /// `None` when the renderer uses the backbone's own template.
+    pub fn marker_template(&self) -> Option<String> {
+        if self.template.is_some() {
+            return None;
+        }
+        let s = self.settings;
+        let literal = |text: &str| format!("{{{{ {} }}}}", serde_json::Value::from(text));
+        let eos = |on: bool| if on { literal(&self.eos) } else { String::new() };
+        Some(format!(
+            "{{% for message in messages %}}\
+             {{% if message['role'] == 'system' %}}{{% if message['content'] %}}{}{{{{ message['content'] }}}}{}{{% endif %}}\
+             {{% elif message['role'] == 'user' %}}{}{{{{ message['content'] }}}}{}{}\
+             {{% else %}}{{{{ message['content'] }}}}{}{{% endif %}}\
+             {{% endfor %}}",
+            literal(&s.text_system_start),
+            eos(s.add_eos_token_to_system),
+            literal(&s.text_prompt_start),
+            eos(s.add_eos_token_to_prompt),
+            literal(&s.text_answer_separator),
+            eos(s.add_eos_token_to_answer),
+        ))
+    }
+
     /// Stop strings for generation: the non-empty marker texts (none with a chat
     /// template, whose turns end with an EOS token).
     pub fn stop_strings(&self) -> Vec<String> {

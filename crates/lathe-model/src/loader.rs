@@ -10,7 +10,8 @@ use crate::chat_template::ChatTemplate;
 use crate::config::LlamaConfig;
 use crate::engine::Engine;
 use crate::error::{ModelError, Result};
-use crate::gguf::GgufFile;
+use crate::export::SaveDtype;
+use crate::gguf::{GgmlType, GgufFile};
 use crate::hub;
 use crate::llama::Llama;
 use crate::quant::BaseDtype;
@@ -87,6 +88,37 @@ pub fn load_text(spec: &str) -> Result<(Tokenizer, Option<ChatTemplate>)> {
         Located::Gguf(path) => gguf_text(&GgufFile::open(&path)?),
         Located::Folder(dir) => folder_text(&dir),
     }
+}
+
+/// The GGUF file `spec` names (as [`load`] names models), or `None` for a folder.
+pub fn source_gguf(spec: &str) -> Result<Option<GgufFile>> {
+    match locate(spec)? {
+        Located::Gguf(path) => GgufFile::open(&path).map(Some),
+        Located::Folder(_) => Ok(None),
+    }
+}
+
+/// The float type the weights of `spec` are stored in: a folder's `torch_dtype`, a
+/// GGUF file's embedding type when it is a float type, else f32 (quantized weights
+/// have no exact lower-precision form).
+pub fn stored_dtype(spec: &str) -> Result<SaveDtype> {
+    Ok(match locate(spec)? {
+        Located::Gguf(path) => {
+            let file = GgufFile::open(&path)?;
+            match file.tensor_info("token_embd.weight").map(|t| t.ty) {
+                Some(GgmlType::F16) => SaveDtype::F16,
+                Some(GgmlType::BF16) => SaveDtype::BF16,
+                _ => SaveDtype::F32,
+            }
+        }
+        Located::Folder(dir) => {
+            let config = read_json_opt(&dir.join("config.json"))?.unwrap_or_default();
+            ["torch_dtype", "dtype"]
+                .iter()
+                .find_map(|k| config.get(*k)?.as_str().and_then(SaveDtype::parse))
+                .unwrap_or(SaveDtype::F32)
+        }
+    })
 }
 
 /// A GGUF file's tokenizer and chat template, from its metadata.

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod export;
 pub mod metrics;
 pub mod optim;
 pub mod run;

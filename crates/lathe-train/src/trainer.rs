@@ -736,7 +736,7 @@ pub fn run_folder(config: &Config) -> PathBuf {
 
 /// The text handling a run uses: the backbone's tokenizer, and its chat template when
 /// the settings ask for it.
-fn text_format(engine: &lathe_model::Engine, config: &Config) -> Result<TextFormat> {
+pub(crate) fn text_format(engine: &lathe_model::Engine, config: &Config) -> Result<TextFormat> {
     TextFormat::new(
         engine.tokenizer.clone(),
         engine.chat_template.clone(),

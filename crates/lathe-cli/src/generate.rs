@@ -16,6 +16,9 @@ pub struct ModelArgs {
     /// A training run folder: its trained weights and prompt format (instead of --model).
     #[arg(long, value_name = "RUN_DIR")]
     run: Option<std::path::PathBuf>,
+    /// A PEFT LoRA adapter folder to apply to --model.
+    #[arg(long, value_name = "DIR", conflicts_with = "run")]
+    adapter: Option<std::path::PathBuf>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -78,10 +81,18 @@ impl ModelArgs {
                     .with_context(|| format!("loading run {}", run.display()))?;
                 Model::Trained(Box::new(trained))
             }
-            None => Model::Plain(Box::new(
-                lathe_model::load(&self.model)
+            None => Model::Plain(Box::new(match &self.adapter {
+                Some(adapter) => lathe_train::load_with_adapter(&self.model, adapter)
+                    .with_context(|| {
+                        format!(
+                            "loading `{}` with adapter {}",
+                            self.model,
+                            adapter.display()
+                        )
+                    })?,
+                None => lathe_model::load(&self.model)
                     .with_context(|| format!("loading model `{}`", self.model))?,
-            )),
+            })),
         };
         eprintln!(
             "loaded {} in {:.1}s",

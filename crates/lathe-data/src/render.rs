@@ -183,7 +183,13 @@ impl<'a> Renderer<'a> {
         }
         let s = self.settings;
         let literal = |text: &str| format!("{{{{ {} }}}}", serde_json::Value::from(text));
-        let eos = |on: bool| if on { literal(&self.eos) } else { String::new() };
+        let eos = |on: bool| {
+            if on {
+                literal(&self.eos)
+            } else {
+                String::new()
+            }
+        };
         Some(format!(
             "{{% for message in messages %}}\
              {{% if message['role'] == 'system' %}}{{% if message['content'] %}}{}{{{{ message['content'] }}}}{}{{% endif %}}\

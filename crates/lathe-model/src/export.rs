@@ -13,6 +13,7 @@ use crate::config::{LlamaConfig, RopeScaling};
 use crate::engine::Engine;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue, WriteTensor};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{hf_to_gguf_name, rope_rows_hf_to_gguf, HostTensor};
 
 /// The floating-point type of exported safetensors.
@@ -85,12 +86,7 @@ pub struct HfExport {
 /// Writes `engine` as a Hugging Face model folder into `dir` (which must exist).
 pub fn write_hf(engine: &Engine, dir: &Path, export: &HfExport) -> Result<()> {
     let config = engine.config();
-    let write_json = |name: &str, value: &Value| {
-        let path = dir.join(name);
-        let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-        std::fs::write(&path, text + "\n").map_err(|e| write_error(&path, e))
-    };
-    write_json("config.json", &hf_config(config, export.dtype)?)?;
+    write_json(dir, "config.json", &hf_config(config, export.dtype)?)?;
     let mut generation = json!({
         "bos_token_id": config.bos_token_id,
         "eos_token_id": match config.eos_token_ids.as_slice() {
@@ -102,32 +98,50 @@ pub fn write_hf(engine: &Engine, dir: &Path, export: &HfExport) -> Result<()> {
     for (k, v) in &export.generation {
         generation[k] = v.clone();
     }
-    write_json("generation_config.json", &generation)?;
+    write_json(dir, "generation_config.json", &generation)?;
     write_safetensors(
         &engine.llama.hf_tensors(),
         dir,
         export.dtype,
         export.max_shard_bytes,
     )?;
-    let tokenizer = &engine.tokenizer;
+    let pad = config.pad_token_id;
+    write_tokenizer_files(
+        &engine.tokenizer,
+        export.chat_template.as_deref(),
+        Some(config.max_position_embeddings),
+        pad,
+        dir,
+    )
+}
+
+/// Writes `tokenizer.json`, `tokenizer_config.json` (with `chat_template`, the
+/// context length and the padding token when known) and `special_tokens_map.json`
+/// into `dir`.
+pub fn write_tokenizer_files(
+    tokenizer: &Tokenizer,
+    chat_template: Option<&str>,
+    model_max_length: Option<usize>,
+    pad_token_id: Option<u32>,
+    dir: &Path,
+) -> Result<()> {
     tokenizer.save(&dir.join("tokenizer.json"))?;
     let mut tokenizer_config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": tokenizer.bos_token,
         "eos_token": tokenizer.eos_token,
-        "model_max_length": config.max_position_embeddings,
         "clean_up_tokenization_spaces": false,
     });
-    if let Some(pad) = config
-        .pad_token_id
-        .and_then(|id| tokenizer.decode(&[id], false).ok())
-    {
+    if let Some(length) = model_max_length {
+        tokenizer_config["model_max_length"] = json!(length);
+    }
+    if let Some(pad) = pad_token_id.and_then(|id| tokenizer.decode(&[id], false).ok()) {
         tokenizer_config["pad_token"] = json!(pad);
     }
-    if let Some(template) = &export.chat_template {
+    if let Some(template) = chat_template {
         tokenizer_config["chat_template"] = json!(template);
     }
-    write_json("tokenizer_config.json", &tokenizer_config)?;
+    write_json(dir, "tokenizer_config.json", &tokenizer_config)?;
     let special: Map<String, Value> = [
         ("bos_token", &tokenizer.bos_token),
         ("eos_token", &tokenizer.eos_token),
@@ -135,7 +149,13 @@ pub fn write_hf(engine: &Engine, dir: &Path, export: &HfExport) -> Result<()> {
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_string(), json!(v.as_ref()?))))
     .collect();
-    write_json("special_tokens_map.json", &Value::Object(special))
+    write_json(dir, "special_tokens_map.json", &Value::Object(special))
+}
+
+fn write_json(dir: &Path, name: &str, value: &Value) -> Result<()> {
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    std::fs::write(&path, text + "\n").map_err(|e| write_error(&path, e))
 }
 
 fn write_error(path: &Path, e: std::io::Error) -> ModelError {

@@ -187,6 +187,18 @@ fn folder_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>)> {
 /// File name of the demo model (SmolLM2-135M-Instruct, GGUF Q4_1).
 pub const DEMO_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// The Hub id of the model the demo model was converted from.
+pub const DEMO_MODEL_ID: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+/// The name to publish for a backbone: the demo model's Hub id for `demo`, else `spec`.
+pub fn published_name(spec: &str) -> &str {
+    if spec == "demo" && !Path::new(spec).exists() {
+        DEMO_MODEL_ID
+    } else {
+        spec
+    }
+}
+
 /// Lathe's home folder: `$LATHE_HOME`, else `~/.cache/lathe`.
 pub fn lathe_home() -> std::path::PathBuf {
     match std::env::var_os("LATHE_HOME") {

@@ -83,6 +83,142 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
         .collect())
 }
 
+/// Whether `dir` is a PEFT adapter made outside Lathe: `adapter_config.json` without
+/// Lathe's `trainer_state.json`.
+pub fn is_peft_adapter(dir: &Path) -> bool {
+    dir.join("adapter_config.json").is_file() && !dir.join("trainer_state.json").is_file()
+}
+
+/// Reads a PEFT `adapter_config.json`, refusing what Lathe's LoRA cannot represent.
+pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
+    let path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+    let bad = |m: String| TrainError::Invalid(format!("{}: {m}", path.display()));
+    if json["peft_type"] != "LORA" {
+        return Err(bad(format!("peft_type {} is not LORA", json["peft_type"])));
+    }
+    for key in ["rank_pattern", "alpha_pattern"] {
+        if json[key].as_object().is_some_and(|m| !m.is_empty()) {
+            return Err(bad(format!("`{key}` (per-layer ranks) is not supported")));
+        }
+    }
+    for key in ["layers_to_transform", "modules_to_save"] {
+        if !json[key].is_null() {
+            return Err(bad(format!("`{key}` is not supported")));
+        }
+    }
+    if json["bias"].as_str().is_some_and(|b| b != "none") {
+        return Err(bad(
+            "trained biases (`bias` other than none) are not supported".into(),
+        ));
+    }
+    let targets = match &json["target_modules"] {
+        serde_json::Value::String(s) if s == "all-linear" => Vec::new(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        other => {
+            return Err(bad(format!(
+                "target_modules {other} is not a list of layer names"
+            )))
+        }
+    };
+    let number = |key: &str| {
+        json[key]
+            .as_f64()
+            .ok_or_else(|| bad(format!("`{key}` is missing or not a number")))
+    };
+    Ok(AdapterConfig {
+        base_model: json["base_model_name_or_path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        r: number("r")? as usize,
+        alpha: number("lora_alpha")? as f32,
+        dropout: json["lora_dropout"].as_f64().unwrap_or(0.0) as f32,
+        targets,
+        rslora: json["use_rslora"].as_bool().unwrap_or(false),
+        dora: json["use_dora"].as_bool().unwrap_or(false),
+    })
+}
+
+/// The values of `params` (adapters, Lathe's layout) from a PEFT
+/// `adapter_model.safetensors` in any float type.
+pub fn load_adapter_values(dir: &Path, params: &[ParamInfo]) -> Result<Vec<Vec<f32>>> {
+    let path = dir.join("adapter_model.safetensors");
+    if !path.is_file() && dir.join("adapter_model.bin").is_file() {
+        return Err(TrainError::Invalid(format!(
+            "{}: the adapter is a pickled adapter_model.bin; save it as safetensors \
+             (PEFT's `save_pretrained(..., safe_serialization=True)`)",
+            dir.display()
+        )));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+    params
+        .iter()
+        .map(|info| {
+            let key = format!("base_model.model.{}", info.name);
+            let view = file
+                .tensor(&key)
+                .or_else(|_| file.tensor(&format!("{key}.weight")))
+                .map_err(|_| {
+                    TrainError::Invalid(format!(
+                        "{}: no tensor {key}; the adapter does not match the model and settings",
+                        path.display()
+                    ))
+                })?;
+            let want: Vec<usize> = if info.transposed {
+                vec![info.shape[1], info.shape[0]]
+            } else {
+                info.shape.clone()
+            };
+            if view.shape() != want.as_slice() {
+                return Err(TrainError::Invalid(format!(
+                    "{}: tensor {key} has shape {:?}, the model needs {want:?}",
+                    path.display(),
+                    view.shape()
+                )));
+            }
+            let values = floats(view.dtype(), view.data()).ok_or_else(|| {
+                TrainError::Invalid(format!(
+                    "{}: tensor {key} is {:?}, not a float type",
+                    path.display(),
+                    view.dtype()
+                ))
+            })?;
+            Ok(if info.transposed {
+                transpose(&values, want[0], want[1])
+            } else {
+                values
+            })
+        })
+        .collect()
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32.
+fn floats(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// The file a weight lives in, and its name there.
 fn exported_name(info: &ParamInfo, lora: bool) -> String {
     if lora && info.name.contains(".lora_") {

@@ -5,14 +5,18 @@
 use std::path::Path;
 
 use lathe_config::Config;
-use lathe_model::export::{write_gguf, write_hf, GgufExport, GgufQuant, HfExport, SaveDtype};
-use lathe_model::loader::{source_gguf, stored_dtype};
+use lathe_model::export::{
+    write_gguf, write_hf, write_tokenizer_files, GgufExport, GgufQuant, HfExport, SaveDtype,
+};
+use lathe_model::loader::{load_text, published_name, source_gguf, stored_dtype};
+use lathe_model::{ChatTemplate, Tokenizer};
 use safetensors::SafeTensors;
 use serde_json::{json, Map, Value};
 
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::run::read_status;
+use crate::text::TextFormat;
 use crate::trainer::TrainedModel;
 
 /// What to export.
@@ -216,12 +220,22 @@ fn write_adapter(run: &Path, dir: &Path) -> Result<Vec<String>> {
     let metadata = Some([("format".to_string(), "pt".to_string())].into());
     safetensors::serialize_to_file(tensors, metadata, &out)
         .map_err(|e| TrainError::Invalid(format!("{}: cannot write: {e}", out.display())))?;
+    // The base is named as the Hub knows it, so that PEFT can find it.
+    let config = Config::from_yaml_file(&run.join("cfg.yaml"))?.config;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
+    let mut adapter_config: Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", config_path.display())))?;
+    adapter_config["base_model_name_or_path"] = json!(published_name(&config.general.llm_backbone));
     let target = dir.join("adapter_config.json");
-    std::fs::copy(&config_path, &target).map_err(|e| TrainError::io(&target, e))?;
-    Ok(vec![
-        "adapter_config.json".into(),
-        "adapter_model.safetensors".into(),
-    ])
+    let text = serde_json::to_string_pretty(&adapter_config).expect("JSON values serialize");
+    std::fs::write(&target, text).map_err(|e| TrainError::io(&target, e))?;
+    // The tokenizer with the chat template of the trained prompt format, as PEFT keeps
+    // a tokenizer beside an adapter.
+    let (tokenizer, template) = load_text(&config.general.llm_backbone)?;
+    let chat_template = trained_chat_template(&config, &tokenizer, template.as_ref())?;
+    write_tokenizer_files(&tokenizer, chat_template.as_deref(), None, None, dir)?;
+    list_files(dir)
 }
 
 /// `generation_config.json` keys from the run's prediction settings.
@@ -246,17 +260,26 @@ fn generation_settings(config: &Config) -> Map<String, Value> {
 }
 
 impl TrainedModel {
-    /// The chat template that renders conversations as the run was trained on them:
-    /// the backbone's own with `dataset.use_chat_template`, else one written from the
-    /// text markers.
+    /// The chat template that renders conversations as the run was trained on them.
     pub fn chat_template(&self) -> Result<Option<String>> {
-        let d = &self.config.dataset;
-        if d.use_chat_template {
-            return Ok(self.engine.chat_template.as_ref().map(|t| t.source().to_string()));
-        }
-        let text = crate::trainer::text_format(&self.engine, &self.config)?;
-        Ok(text.renderer(d, 1).marker_template())
+        let e = &self.engine;
+        trained_chat_template(&self.config, &e.tokenizer, e.chat_template.as_ref())
     }
+}
+
+/// The chat template of a run's prompt format: the backbone's own `template` with
+/// `dataset.use_chat_template`, else one written from the text markers.
+fn trained_chat_template(
+    config: &Config,
+    tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
+) -> Result<Option<String>> {
+    let d = &config.dataset;
+    if d.use_chat_template {
+        return Ok(template.map(|t| t.source().to_string()));
+    }
+    let text = TextFormat::new(tokenizer.clone(), template.cloned(), d)?;
+    Ok(text.renderer(d, 1).marker_template())
 }
 
 /// The best and last validation of a run's `events.jsonl`.
@@ -274,20 +297,19 @@ fn model_card(run: &Path, options: &ExportOptions) -> Result<String> {
     let config = Config::from_yaml_file(&run.join("cfg.yaml"))?.config;
     let name = run_name(run, &config);
     let (g, d, t) = (&config.general, &config.dataset, &config.training);
+    let base = published_name(&g.llm_backbone);
     let library = match options.format {
         ExportFormat::Peft => "peft",
         ExportFormat::Hf => "transformers",
         ExportFormat::Gguf => "gguf",
     };
     let mut card = format!(
-        "---\nbase_model: {}\nlibrary_name: {library}\npipeline_tag: text-generation\ntags:\n- lathe\n- fine-tuned\n{}---\n\n# {name}\n\n",
-        g.llm_backbone,
+        "---\nbase_model: {base}\nlibrary_name: {library}\npipeline_tag: text-generation\ntags:\n- lathe\n- fine-tuned\n{}---\n\n# {name}\n\n",
         if t.lora { "- lora\n" } else { "" },
     );
     card += &format!(
-        "A fine-tune of `{}` made with [Lathe](https://github.com/lathe-studio/lathe) \
-         (problem type `{}`).\n\n",
-        g.llm_backbone, g.problem_type
+        "A fine-tune of `{base}` made with Lathe (problem type `{}`).\n\n",
+        g.problem_type
     );
     card += "## Data\n\n";
     card += &format!("- training data: `{}`\n", d.train_dataframe);
@@ -295,7 +317,10 @@ fn model_card(run: &Path, options: &ExportOptions) -> Result<String> {
         ("system", d.system_column.as_deref().unwrap_or_default()),
         ("prompt", &d.prompt_column.join(", ")),
         ("answer", d.answer_column.as_str()),
-        ("parent id", d.parent_id_column.as_deref().unwrap_or_default()),
+        (
+            "parent id",
+            d.parent_id_column.as_deref().unwrap_or_default(),
+        ),
     ];
     for (role, column) in columns {
         if !column.is_empty() && column != "None" {
@@ -329,10 +354,13 @@ fn model_card(run: &Path, options: &ExportOptions) -> Result<String> {
             ("LoRA r", t.lora_r.to_string()),
             ("LoRA alpha", t.lora_alpha.to_string()),
             ("LoRA dropout", t.lora_dropout.to_string()),
-            ("LoRA targets", match t.lora_target_modules.as_str() {
-                "" => "all linear layers".to_string(),
-                list => list.to_string(),
-            }),
+            (
+                "LoRA targets",
+                match t.lora_target_modules.as_str() {
+                    "" => "all linear layers".to_string(),
+                    list => list.to_string(),
+                },
+            ),
             ("DoRA", t.use_dora.to_string()),
             ("rsLoRA", t.use_rslora.to_string()),
         ]);
@@ -365,11 +393,11 @@ print(tokenizer.decode(model.generate(ids, max_new_tokens=64)[0][ids.shape[1]:])
             .to_string(),
         ExportFormat::Peft => format!(
             "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n\
-base = AutoModelForCausalLM.from_pretrained(\"{}\")  # the base model in transformers' format\n\
+base = AutoModelForCausalLM.from_pretrained(\"{base}\")\n\
 model = PeftModel.from_pretrained(base, \"path/to/this/folder\")\n```\n\n\
-The adapter holds the LoRA weights only{}. Or in Lathe: `lathe chat --model BASE --adapter path/to/this/folder`.\n",
+The adapter holds the LoRA weights only{only}. Or in Lathe: `lathe chat --model {} --adapter path/to/this/folder`.\n",
             g.llm_backbone,
-            if t.lora_unfreeze_layers.is_empty() && !config.tokenizer.add_prompt_answer_tokens {
+            only = if t.lora_unfreeze_layers.is_empty() && !config.tokenizer.add_prompt_answer_tokens {
                 ""
             } else {
                 "; layers trained in full (`lora_unfreeze_layers`, added tokens) are only in the merged export"

@@ -13,4 +13,4 @@ pub mod validation;
 
 pub use error::{Result, TrainError};
 pub use text::TextFormat;
-pub use trainer::{run_folder, train, Summary, TrainedModel};
+pub use trainer::{load_with_adapter, run_folder, train, Summary, TrainedModel};

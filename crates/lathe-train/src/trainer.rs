@@ -337,7 +337,11 @@ fn run_loop(
     if !resume && !config.architecture.pretrained_weights.is_empty() {
         let source = Path::new(&config.architecture.pretrained_weights);
         let dir = checkpoint::latest(source).unwrap_or_else(|| source.to_path_buf());
-        values = checkpoint::load(&dir, &params)?.values;
+        values = if checkpoint::is_peft_adapter(&dir) {
+            checkpoint::load_adapter_values(&dir, &params)?
+        } else {
+            checkpoint::load(&dir, &params)?.values
+        };
         model.set_values(&values);
         run.log(&format!("weights: starting from {}", dir.display()));
     }
@@ -598,7 +602,9 @@ fn run_loop(
 }
 
 /// Loads the backbone and marks what trains: LoRA adapters (plus `lora_unfreeze_layers`)
-/// or, without LoRA, every base tensor except `freeze_layers`.
+/// or, without LoRA, every base tensor except `freeze_layers`. When
+/// `architecture.pretrained_weights` is a PEFT adapter, the adapters take its shape
+/// (rank, alpha, targets, rsLoRA, DoRA) instead of the `training.lora_*` settings.
 fn build_model(
     config: &Config,
     dtype: BaseDtype,
@@ -611,14 +617,30 @@ fn build_model(
         let d = &config.dataset;
         model.add_tokens(&[&d.text_prompt_start, &d.text_answer_separator]);
     }
-    let targets: Vec<String> = t
-        .lora_target_modules
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    if !t.lora {
+    // A PEFT adapter to start from brings its own shape.
+    let pretrained = Path::new(&config.architecture.pretrained_weights);
+    let adapter = if checkpoint::is_peft_adapter(pretrained) {
+        Some(checkpoint::read_adapter_config(pretrained)?)
+    } else if t.lora {
+        Some(AdapterConfig {
+            base_model: config.general.llm_backbone.clone(),
+            r: t.lora_r as usize,
+            alpha: t.lora_alpha as f32,
+            dropout: t.lora_dropout as f32,
+            targets: t
+                .lora_target_modules
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            rslora: t.use_rslora,
+            dora: t.use_dora,
+        })
+    } else {
+        None
+    };
+    let Some(mut adapter) = adapter else {
         let frozen: Vec<String> = t
             .freeze_layers
             .iter()
@@ -626,15 +648,15 @@ fn build_model(
             .collect();
         model.unfreeze(&[""], &frozen)?;
         return Ok((model, None));
-    }
+    };
     model.add_lora(&LoraPlan {
-        r: t.lora_r as usize,
-        alpha: t.lora_alpha as f32,
-        rslora: t.use_rslora,
-        dropout: t.lora_dropout as f32,
-        targets: targets.clone(),
+        r: adapter.r,
+        alpha: adapter.alpha,
+        rslora: adapter.rslora,
+        dropout: adapter.dropout,
+        targets: adapter.targets.clone(),
         seed,
-        dora: t.use_dora,
+        dora: adapter.dora,
     })?;
     let unfreeze: Vec<&str> = t
         .lora_unfreeze_layers
@@ -644,23 +666,38 @@ fn build_model(
     if !unfreeze.is_empty() {
         model.unfreeze(&unfreeze, &[])?;
     }
-    let adapter = AdapterConfig {
-        base_model: config.general.llm_backbone.clone(),
-        r: t.lora_r as usize,
-        alpha: t.lora_alpha as f32,
-        dropout: t.lora_dropout as f32,
-        targets: if targets.is_empty() {
-            lathe_model::llama::PROJECTIONS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            targets
-        },
-        rslora: t.use_rslora,
-        dora: t.use_dora,
-    };
+    adapter.base_model = config.general.llm_backbone.clone();
+    if adapter.targets.is_empty() {
+        adapter.targets = lathe_model::llama::PROJECTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    }
     Ok((model, Some(adapter)))
+}
+
+/// The backbone `base` with the PEFT adapter in `adapter` applied, ready to answer;
+/// with the adapter folder's chat template when it has tokenizer files.
+pub fn load_with_adapter(base: &str, adapter: &Path) -> Result<lathe_model::Engine> {
+    if !checkpoint::is_peft_adapter(adapter) {
+        return Err(TrainError::Invalid(format!(
+            "{}: not a PEFT adapter folder (no adapter_config.json)",
+            adapter.display()
+        )));
+    }
+    let mut config = Config::default();
+    config.general.llm_backbone = base.to_string();
+    config.architecture.pretrained_weights = adapter.display().to_string();
+    let (mut model, _) = build_model(&config, BaseDtype::F32, 0)?;
+    let params = model.params().to_vec();
+    model.set_values(&checkpoint::load_adapter_values(adapter, &params)?);
+    let mut engine = model.into_engine();
+    // A chat template saved with the adapter is the prompt format it was trained on.
+    if adapter.join("tokenizer.json").is_file() {
+        let (_, template) = lathe_model::loader::load_text(&adapter.display().to_string())?;
+        engine.chat_template = template.or(engine.chat_template);
+    }
+    Ok(engine)
 }
 
 /// A trained run ready to answer: the backbone with the run's trained weights, and the

@@ -53,4 +53,15 @@ prompts=(
   echo "}}"
 } >"$out/lathe.json"
 
+# Inside Lathe: each GGUF file against the run's own continuations.
+for file in "$out"/gguf-*/*.gguf; do
+  same=0
+  for p in "${prompts[@]}"; do
+    want=$($lathe generate --run "$run" --chat --prompt "$p" --max-new-tokens "$new_tokens" 2>/dev/null)
+    got=$($lathe generate --model "$file" --chat --prompt "$p" --max-new-tokens "$new_tokens" 2>/dev/null)
+    [ "$got" = "$want" ] && same=$((same + 1))
+  done
+  echo "lathe ($(basename "$file")): greedy identical to the run $same/${#prompts[@]}"
+done
+
 "$venv/bin/python" bench/verify_export.py "$out" "$base" "$out/lathe.json"

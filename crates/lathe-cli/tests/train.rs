@@ -351,3 +351,110 @@ fn prompt_and_answer_markers_train_as_new_tokens_and_reload() {
     assert_eq!(embed, [serde_json::json!([49154, 576])], "{shapes:?}");
     answer(&run, "Name a colour.");
 }
+
+/// What `lathe generate` answers in the chat format with `model_args`, 16 tokens.
+fn chat_answer(model_args: &[&std::ffi::OsStr], prompt: &str) -> String {
+    let out = lathe()
+        .arg("generate")
+        .args(model_args)
+        .args(["--chat", "--prompt", prompt, "--max-new-tokens", "16"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The demo run exported as a merged folder, an adapter and an F16 GGUF answers as the
+/// run does, through `lathe generate` on each.
+#[test]
+fn exports_answer_as_the_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "exported");
+    let run = dir.path().join("exported");
+    succeed(lathe().args(["train", "-Y"]).arg(&cfg));
+    let export = |format: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("{format}{}", extra.join("")));
+        let mut command = lathe();
+        command
+            .args(["export", "--format", format, "--run"])
+            .arg(&run);
+        succeed(command.arg("--out").arg(&out).args(extra));
+        out
+    };
+    let hf = export("hf", &[]);
+    let peft = export("peft", &[]);
+    let gguf = export("gguf", &["--quant", "f16"]);
+    let gguf_file = std::fs::read_dir(&gguf)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .unwrap();
+    for prompt in [
+        "Give three tips for staying healthy.",
+        "Name a primary color.",
+    ] {
+        let want = chat_answer(&["--run".as_ref(), run.as_os_str()], prompt);
+        assert!(!want.trim().is_empty());
+        let merged = chat_answer(&["--model".as_ref(), hf.as_os_str()], prompt);
+        assert_eq!(merged, want, "merged folder");
+        let adapter = [
+            "--model".as_ref(),
+            "demo".as_ref(),
+            "--adapter".as_ref(),
+            peft.as_os_str(),
+        ];
+        assert_eq!(
+            chat_answer(&adapter, prompt),
+            want,
+            "adapter on the demo model"
+        );
+        let gguf = chat_answer(&["--model".as_ref(), gguf_file.as_os_str()], prompt);
+        assert_eq!(gguf, want, "F16 GGUF");
+    }
+    let card = std::fs::read_to_string(hf.join("README.md")).unwrap();
+    assert!(
+        card.contains("base_model: HuggingFaceTB/SmolLM2-135M-Instruct"),
+        "{card}"
+    );
+    assert!(card.contains("| LoRA r | 4 |"), "{card}");
+}
+
+/// An export that runs out of space (a file-size limit makes the writes fail as a full
+/// disk does) fails with the file named and leaves no folder and no partial files.
+#[test]
+fn an_export_that_runs_out_of_space_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "full-disk");
+    let run = dir.path().join("full-disk");
+    succeed(lathe().args(["train", "-Y"]).arg(&cfg));
+    let exports = dir.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let out = exports.join("hf");
+    let mut command = lathe();
+    command
+        .args(["export", "--format", "hf", "--run"])
+        .arg(&run);
+    command.arg("--out").arg(&out);
+    unsafe {
+        command.pre_exec(|| {
+            // 20 MB per file; the merged weights are 540 MB. SIGXFSZ ignored, so the
+            // write returns an error (EFBIG) instead of killing the process.
+            let limit = libc::rlimit {
+                rlim_cur: 20 << 20,
+                rlim_max: 20 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let result = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    assert!(!out.exists());
+    let left: Vec<_> = std::fs::read_dir(&exports).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -29,6 +29,8 @@ enum Command {
     Config(train::ConfigCommand),
     /// Export a run: merged Hugging Face model, PEFT adapter, or GGUF file.
     Export(export::ExportArgs),
+    /// Upload a run's model to a Hugging Face Hub repository (private by default).
+    Push(export::PushArgs),
     /// Run the studio: the web API over a workspace of datasets and experiments.
     Serve(serve::ServeArgs),
     /// Look at data files as training sees them.
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(command) => train::run_config(command),
         Command::Dataset(command) => dataset::run_dataset(command),
         Command::Export(args) => export::run_export(args),
+        Command::Push(args) => export::run_push(args),
         Command::Serve(args) => serve::run_serve(args),
     };
     match result {

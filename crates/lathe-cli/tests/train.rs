@@ -1,6 +1,9 @@
 //! `lathe train` end to end on the demo model: a killed run resumes exactly, and bad
 //! settings or data fail with messages that name what is wrong.
 
+#[path = "../../lathe-model/tests/hub_standin/mod.rs"]
+mod hub_standin;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

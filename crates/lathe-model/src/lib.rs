@@ -13,6 +13,7 @@ mod fast_math;
 pub mod fused;
 pub mod gguf;
 pub mod hub;
+pub mod hub_upload;
 pub mod linear;
 pub mod llama;
 pub mod loader;

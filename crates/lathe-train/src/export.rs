@@ -8,6 +8,7 @@ use lathe_config::Config;
 use lathe_model::export::{
     write_gguf, write_hf, write_tokenizer_files, GgufExport, GgufQuant, HfExport, SaveDtype,
 };
+use lathe_model::hub_upload::{upload_folder, HubTarget, Uploaded};
 use lathe_model::loader::{load_text, published_name, source_gguf, stored_dtype};
 use lathe_model::{ChatTemplate, Tokenizer};
 use safetensors::SafeTensors;
@@ -104,6 +105,29 @@ pub fn export_run(run: &Path, out: &Path, options: &ExportOptions) -> Result<Vec
         let _ = std::fs::remove_dir_all(&tmp);
     }
     written
+}
+
+/// Exports the run as `options` say into a temporary folder inside the run and uploads
+/// it to the Hub repository `target.repo` in one commit; the folder is removed after.
+pub fn push_run(run: &Path, options: &ExportOptions, target: &HubTarget) -> Result<Uploaded> {
+    let staging = run.join(format!(".push-{}", std::process::id()));
+    let pushed = export_run(
+        run,
+        &staging,
+        &ExportOptions {
+            force: true,
+            ..options.clone()
+        },
+    )
+    .and_then(|_| {
+        let message = format!(
+            "Upload {} from Lathe",
+            run_name(run, &Config::from_yaml_file(&run.join("cfg.yaml"))?.config)
+        );
+        Ok(upload_folder(&staging, target, &message)?)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    pushed
 }
 
 /// Refuses a run that is still training or has no checkpoint.

@@ -71,6 +71,18 @@ impl Server {
         )
     }
 
+    /// Downloads a zip archive; returns the names of its files.
+    fn download_names(&self, path: &str) -> Vec<String> {
+        let response = ureq::get(&format!("{}{path}", self.url)).call().unwrap();
+        assert_eq!(response.content_type(), "application/zip");
+        let mut bytes = Vec::new();
+        response.into_reader().read_to_end(&mut bytes).unwrap();
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut names: Vec<String> = archive.file_names().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
     /// A call that must answer `expected`; returns the body.
     fn expect(&self, method: &str, path: &str, body: Option<Value>, expected: u16) -> Value {
         let (status, value) = self.call(method, path, body);
@@ -269,6 +281,42 @@ fn the_whole_flow_over_http() {
     assert!(
         !rows.is_empty() && rows[0].get("prediction").is_some(),
         "{predictions}"
+    );
+
+    // Downloads: zip archives built on demand, nothing left in the workspace after.
+    let names =
+        |kind: &str| server.download_names(&format!("/api/experiments/tiny/download/{kind}"));
+    let model = names("model");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    ] {
+        assert!(model.contains(&file.to_string()), "{model:?}");
+    }
+    assert!(names("adapter").contains(&"adapter_model.safetensors".to_string()));
+    let gguf = names("gguf?quant=q8_0");
+    assert!(gguf.iter().any(|f| f.ends_with("-q8_0.gguf")), "{gguf:?}");
+    assert_eq!(names("predictions"), ["validation_predictions.csv"]);
+    let logs = names("logs");
+    assert!(
+        logs.contains(&"cfg.yaml".to_string()) && logs.contains(&"logs.log".to_string()),
+        "{logs:?}"
+    );
+    let (status, body) = server.call("GET", "/api/experiments/tiny/download/gguf?quant=q3", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.call("GET", "/api/experiments/tiny/download/weights", None);
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("one of model"),
+        "{body}"
+    );
+    let exports = dir.path().join("ws/exports");
+    assert_eq!(
+        std::fs::read_dir(&exports).unwrap().count(),
+        0,
+        "archives left behind"
     );
 
     // Chat: tokens stream, the final text is their concatenation, greedy is stable.
@@ -771,6 +819,12 @@ fn crashes_lose_nothing() {
         assert!(Instant::now() < deadline, "d never trained a step");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (status, body) = server.call("GET", "/api/experiments/d/download/model", None);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("stop it"),
+        "{body}"
+    );
     server.expect("POST", "/api/experiments/d/stop", None, 200);
     let stopped = server.wait_for(
         "d",

@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod datasets;
+mod downloads;
 mod error;
 mod experiments;
 mod meta;
@@ -72,6 +73,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(datasets::routes())
         .merge(experiments::routes())
+        .merge(downloads::routes())
         .merge(stream::routes())
         .merge(chat::routes())
         .merge(meta::routes())

@@ -4,6 +4,7 @@
 //! a face over this crate; run folders stay the truth about runs.
 
 mod datasets;
+mod downloads;
 mod error;
 mod experiments;
 mod names;
@@ -22,6 +23,7 @@ use lathe_config::Config;
 use serde_json::{Map, Value};
 
 pub use datasets::{Conversation, ConversationTurn, DatasetSource, RowsPage};
+pub use downloads::{Archive, DownloadKind};
 pub use error::{Result, StudioError};
 pub use experiments::{
     flat_settings, Comparison, ExperimentDetail, ExperimentSummary, NewExperiment, SettingRow,
@@ -70,6 +72,7 @@ impl Studio {
             stopping: Default::default(),
             ticking: Mutex::new(()),
         };
+        studio.clear_exports();
         studio.tick()?;
         Ok(studio)
     }

@@ -5,9 +5,8 @@
 use std::path::Path;
 
 use lathe_config::Config;
-use lathe_model::export::{
-    write_gguf, write_hf, write_tokenizer_files, GgufExport, GgufQuant, HfExport, SaveDtype,
-};
+use lathe_model::export::{write_gguf, write_hf, write_tokenizer_files, GgufExport, HfExport};
+pub use lathe_model::export::{GgufQuant, SaveDtype};
 use lathe_model::hub_upload::{upload_folder, HubTarget, Uploaded};
 use lathe_model::loader::{load_text, published_name, source_gguf, stored_dtype};
 use lathe_model::{ChatTemplate, Tokenizer};

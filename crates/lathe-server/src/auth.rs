@@ -24,6 +24,9 @@ pub async fn check_token(
     let Some(token) = token.as_deref() else {
         return next.run(request).await;
     };
+    if crate::ui::is_asset(request.uri().path()) {
+        return next.run(request).await;
+    }
     let bearer = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)

@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(experiment_events))
         .routes(routes!(experiment_logs))
         .routes(routes!(experiment_predictions))
+        .routes(routes!(experiment_insights))
         .routes(routes!(compare_experiments))
 }
 
@@ -255,14 +256,14 @@ async fn clone_experiment(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-/// A page of lines.
+/// A page of events or samples.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsPage {
-    /// First event (line of `events.jsonl`, 0-based).
+    /// First item (0-based: a line of `events.jsonl`, a training sample).
     #[serde(default)]
     offset: usize,
-    /// Events at most.
+    /// Items at most.
     #[serde(default = "thousand")]
     limit: usize,
 }
@@ -361,6 +362,34 @@ async fn experiment_predictions(
     let dir = existing_dir(&s, name).await?;
     let rows = blocking(move || runs::predictions(&dir)).await?;
     Ok(Json(PredictionsResponse { rows }))
+}
+
+/// Training samples as the model sees them.
+#[derive(Serialize, ToSchema)]
+pub struct InsightsResponse {
+    /// Samples from `offset`: `{index, row, truncated, tokens: [{id, text, role, loss}]}`.
+    #[schema(value_type = Vec<Object>)]
+    samples: Value,
+    /// Samples in the training file.
+    total: usize,
+}
+
+/// Train data insights: a page of training samples, tokenized in the run's format,
+/// each token with its role and whether it carries loss.
+#[utoipa::path(get, path = "/api/experiments/{name}/insights", tag = "experiments",
+    params(("name" = String, Path, description = "Experiment name"), EventsPage),
+    responses((status = 200, body = InsightsResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn experiment_insights(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    QueryParams(page): QueryParams<EventsPage>,
+) -> ApiResult<Json<InsightsResponse>> {
+    let studio = s.studio.clone();
+    let (total, samples) =
+        blocking(move || studio.train_insights(&name, page.offset, page.limit)).await?;
+    let samples = serde_json::to_value(samples).unwrap_or_default();
+    Ok(Json(InsightsResponse { samples, total }))
 }
 
 /// Experiments to compare.

@@ -11,6 +11,7 @@ mod error;
 mod experiments;
 mod meta;
 mod stream;
+mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState, token: Option<String>) -> Router {
     let (router, _) = api(state);
     router
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use lathe_config::Config;
 use lathe_data::{read_samples, Table};
+use lathe_train::insights::{training_tokens, SampleTokens};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -331,6 +332,21 @@ impl Studio {
                 self.summary_with(r, &config).0
             })
             .collect())
+    }
+
+    /// Training samples `offset..offset + limit` of an experiment as the model sees
+    /// them (tokens, roles, which carry loss), and how many there are.
+    pub fn train_insights(
+        &self,
+        name: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<SampleTokens>)> {
+        self.experiment_record(name)?;
+        let cfg = self.experiment_dir(name).join("cfg.yaml");
+        let config = Config::from_yaml_file(&cfg)?.config;
+        training_tokens(&config, offset, limit.min(50))
+            .map_err(|e| StudioError::Invalid(e.to_string()))
     }
 
     /// One experiment in full.

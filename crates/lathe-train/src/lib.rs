@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod error;
 pub mod export;
+pub mod insights;
 pub mod metrics;
 pub mod optim;
 pub mod run;

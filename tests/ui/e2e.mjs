@@ -107,10 +107,12 @@ try {
   await page.selectOption("#set-prediction-metric", "BLEU");
   await page.fill("#set-prediction-max_length_inference", "6");
   await page.selectOption("#set-architecture-backbone_dtype", "float32");
+  await page.locator("#exp-estimate").filter({ hasText: "max_length" }).waitFor();
   await page.click("#exp-create");
   await error.filter({ hasText: /max_length/ }).waitFor();
   await screenshot("experiment-form-error");
   await page.fill("#set-tokenizer-max_length", "48");
+  await page.locator("#exp-estimate").filter({ hasText: "Estimate: about" }).waitFor();
   await page.click("#exp-create");
 
   step("the experiment trains; its chart updates live");
@@ -173,6 +175,17 @@ try {
   await page.waitForURL(/#\/experiments\/tiny-b/);
   await page.locator(".badge.s-finished").first().waitFor({ timeout: 180_000 });
 
+  step("a failing run shows its reason and log tail");
+  await go("#/experiments/new?dataset=chat");
+  await page.fill("#exp-name", "broken");
+  await page.fill("#set-llm_backbone", "/no/such/model");
+  await page.selectOption("#set-prediction-metric", "Perplexity");
+  await page.click("#exp-create");
+  await page.waitForURL(/#\/experiments\/broken/);
+  await page.locator(".status-line .error").filter({ hasText: "no/such/model" }).waitFor({ timeout: 120_000 });
+  await page.locator("#failure-tail").filter({ hasText: /\S/ }).waitFor();
+  await screenshot("experiment-failed");
+
   step("grid search mode counts its experiments");
   await go("#/experiments/new?dataset=chat&grid=1");
   await page.locator("input.grid-values").first().waitFor();
@@ -212,6 +225,7 @@ try {
   await go("#/experiments");
   await page.check('input[aria-label="Select tiny-a"]');
   await page.check('input[aria-label="Select renamed-b"]');
+  await page.check('input[aria-label="Select broken"]');
   await page.getByRole("button", { name: "Delete" }).click();
   await page.waitForFunction(() => document.querySelectorAll("tbody tr").length === 0);
   await go("#/datasets");

@@ -275,6 +275,24 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// Number of weights: embeddings, decoder layers (projections, biases, norms), the
+    /// final norm and an untied head.
+    pub fn parameter_count(&self) -> u64 {
+        let (d, v, i) = (
+            self.hidden_size as u64,
+            self.vocab_size as u64,
+            self.intermediate_size as u64,
+        );
+        let (q, kv) = (
+            (self.num_attention_heads * self.head_dim) as u64,
+            (self.num_key_value_heads * self.head_dim) as u64,
+        );
+        let biases = if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { d } else { 0 };
+        let layer = d * q + 2 * d * kv + q * d + 3 * d * i + biases + 2 * d;
+        let head = if self.tie_word_embeddings { 0 } else { v * d };
+        v * d + self.num_hidden_layers as u64 * layer + d + head
+    }
+
     /// RoPE inverse frequencies, one per pair of head dimensions, with scaling applied.
     pub fn rope_inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim as f64;

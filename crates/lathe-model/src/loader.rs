@@ -81,6 +81,14 @@ fn load_with(spec: &str, training: Option<BaseDtype>) -> Result<Engine> {
     }
 }
 
+/// Reads only the hyperparameters of the model `spec` names (as [`load`] names models).
+pub fn load_config(spec: &str) -> Result<LlamaConfig> {
+    match locate(spec)? {
+        Located::Gguf(path) => LlamaConfig::from_gguf(&GgufFile::open(&path)?),
+        Located::Folder(dir) => LlamaConfig::from_json_file(&dir.join("config.json")),
+    }
+}
+
 /// Loads only the text side of the model `spec` names (as [`load`] names models):
 /// its tokenizer and its chat template, if it has one.
 pub fn load_text(spec: &str) -> Result<(Tokenizer, Option<ChatTemplate>)> {

@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(create_grid))
+        .routes(routes!(estimate_experiment))
         .routes(routes!(get_experiment, delete_experiment))
         .routes(routes!(start_experiment))
         .routes(routes!(stop_experiment))
@@ -362,6 +363,34 @@ async fn experiment_predictions(
     let dir = existing_dir(&s, name).await?;
     let rows = blocking(move || runs::predictions(&dir)).await?;
     Ok(Json(PredictionsResponse { rows }))
+}
+
+/// An experiment to estimate.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateRequest {
+    /// Dataset to train on.
+    dataset: String,
+    /// Settings as `group.key` → value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    settings: Map<String, Value>,
+    /// An experiment file (`cfg.yaml`) to start from.
+    yaml: Option<String>,
+}
+
+/// A rough estimate of a new experiment's peak memory and training time:
+/// `{parameters, memory_bytes, train_tokens, seconds, basis}`.
+#[utoipa::path(post, path = "/api/experiments/estimate", tag = "experiments", request_body = EstimateRequest,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn estimate_experiment(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<EstimateRequest>,
+) -> ApiResult<Json<Value>> {
+    let studio = s.studio.clone();
+    let estimate =
+        blocking(move || studio.estimate(&req.dataset, req.yaml.as_deref(), &req.settings)).await?;
+    Ok(Json(serde_json::to_value(estimate).unwrap_or_default()))
 }
 
 /// Training samples as the model sees them.

@@ -3,7 +3,7 @@
 // summary, prediction insights, logs, config, chat, actions and downloads).
 
 import { call, get, stream, downloadUrl } from "./api.js";
-import { h, fill, toast, badge, progressBar, duration, num, date, tabs, confirmed } from "./dom.js";
+import { h, fill, toast, badge, progressBar, duration, num, date, bytes, tabs, confirmed } from "./dom.js";
 import { lineChart } from "./charts.js";
 import { settingsForm } from "./form.js";
 import { onLeave, query } from "./app.js";
@@ -69,11 +69,30 @@ export async function newExperimentPage(page) {
   const error = h("p.error", { role: "alert" });
   let form;
   const holder = h("div");
+  const cost = h("p.estimate#exp-estimate", { "aria-live": "polite" });
+  let pending = null;
+  const estimateCost = () => {
+    clearTimeout(pending);
+    pending = setTimeout(async () => {
+      if (!form || cloneFrom.value) return (cost.textContent = "");
+      try {
+        const body = { dataset: dataset.value, settings: form.changed() };
+        if (yamlFile.files.length) body.yaml = await yamlFile.files[0].text();
+        const e = await call("POST", "/api/experiments/estimate", body);
+        cost.textContent = `Estimate: about ${bytes(e.memory_bytes)} peak memory and ${duration(e.seconds)} of training ` +
+          `(${(e.parameters / 1e6).toFixed(0)} M parameters, ${(e.train_tokens / 1e3).toFixed(0)} k tokens). ${e.basis}.`;
+      } catch (e) { cost.textContent = `No estimate: ${e.message}`; }
+    }, 600);
+  };
   const count = () => {
+    estimateCost();
     if (!form || !gridMode.checked) return (estimate.textContent = "");
     const n = form.combinations();
     estimate.textContent = `This makes ${n} experiment${n === 1 ? "" : "s"}.`;
   };
+  dataset.addEventListener("change", estimateCost);
+  yamlFile.addEventListener("change", estimateCost);
+  onLeave(() => clearTimeout(pending));
   const build = async (initial = {}) => {
     form = null;
     form = settingsForm(schema, initial, gridMode.checked, count);
@@ -102,7 +121,7 @@ export async function newExperimentPage(page) {
       h("div.field", {}, h("label", { for: "exp-clone" }, "Clone settings from"), cloneFrom,
         h("span.check", {}, withWeights, h("label", { for: "exp-weights" }, "and start from its trained weights"))),
       h("div.field", {}, h("span.check", {}, gridMode, h("label", { for: "exp-grid" }, "Grid search: several values for some settings")))),
-    holder, estimate, error,
+    holder, estimate, cost, error,
     h("div.actions", {}, h("button#exp-create", { type: "button", onclick: async () => {
       error.textContent = "";
       const settings = form.changed();
@@ -143,7 +162,11 @@ export async function experimentPage(page, name) {
   const statusLine = h("div.status-line");
   const chartsPanel = h("div#charts");
   const logBox = h("pre.log#log", { tabindex: 0, "aria-label": "Log" });
+  const failureTail = h("pre.log.tail#failure-tail");
   const drawHead = () => {
+    if (detail.status === "failed" && !failureTail.textContent) {
+      get(`/api/experiments/${enc(name)}/logs?lines=12`).then((l) => (failureTail.textContent = l.lines.join("\n"))).catch(() => {});
+    }
     const st = detail.status;
     const action = (label, fn, cls = "") => h(`button${cls}`, { type: "button", onclick: async () => {
       try { await fn(); } catch (e) { toast(e.message, true); }
@@ -168,7 +191,7 @@ export async function experimentPage(page, name) {
     const p = detail.progress;
     fill(statusLine, progressBar(p.fraction, "training progress"),
       h("span", {}, `step ${p.step} of ${p.total_steps || "?"} · epoch ${num(p.epoch, 3)} · ETA ${live ? duration(p.eta_seconds) : "–"}`),
-      detail.status === "failed" ? h("div.error", { role: "alert" }, h("b", {}, "Failed: "), detail.info) : null,
+      detail.status === "failed" ? h("div.error", { role: "alert" }, h("b", {}, "Failed: "), detail.info, failureTail) : null,
       detail.info && detail.status !== "failed" ? h("small.muted", {}, detail.info) : null);
   };
   drawHead();

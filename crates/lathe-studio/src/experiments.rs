@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use lathe_config::Config;
 use lathe_data::{read_samples, Table};
+use lathe_train::estimate::{estimate, Estimate};
 use lathe_train::insights::{training_tokens, SampleTokens};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -144,6 +145,28 @@ impl Studio {
         }
         config.validate()?;
         Ok((config, warnings))
+    }
+
+    /// A rough memory and time estimate of a new experiment on `dataset` with `yaml`
+    /// and `settings`, before it is created.
+    pub fn estimate(
+        &self,
+        dataset: &str,
+        yaml: Option<&str>,
+        settings: &Map<String, Value>,
+    ) -> Result<Estimate> {
+        let record = self.dataset(dataset)?;
+        let (config, _) = self.build_config("estimate", &record, yaml, settings)?;
+        let stats = self.dataset_statistics(dataset)?;
+        // About 1.4 tokens per word for English BPE vocabularies, plus the markers.
+        let mean_tokens = stats.conversation_words.mean * 1.4 + 8.0;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = match config.environment.threads {
+            0 => cores,
+            n => (n as usize).min(cores),
+        };
+        estimate(&config, record.samples, mean_tokens, threads)
+            .map_err(|e| StudioError::Invalid(e.to_string()))
     }
 
     /// Checks that the data makes samples under `config` (H2O's checks at start).

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod estimate;
 pub mod export;
 pub mod insights;
 pub mod metrics;

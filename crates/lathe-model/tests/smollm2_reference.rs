@@ -139,3 +139,12 @@ fn gguf_tokenizer_splits_digits_and_keeps_special_tokens() {
     assert_eq!(ids[0], im_start);
     assert_eq!(t.decode(&ids, false).unwrap(), "<|im_start|>user");
 }
+
+/// The hyperparameters read without the weights, and the parameter count transformers
+/// reports for SmolLM2-135M (`model.num_parameters()`, tied head counted once).
+#[test]
+fn config_alone_counts_the_parameters() {
+    let config = lathe_model::loader::load_config("demo").unwrap();
+    assert_eq!(config.num_hidden_layers, 30);
+    assert_eq!(config.parameter_count(), 134_515_008);
+}

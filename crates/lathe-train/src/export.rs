@@ -30,18 +30,6 @@ pub enum ExportFormat {
     Gguf,
 }
 
-impl ExportFormat {
-    /// Parses `hf`, `peft` or `gguf`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "hf" => Some(Self::Hf),
-            "peft" => Some(Self::Peft),
-            "gguf" => Some(Self::Gguf),
-            _ => None,
-        }
-    }
-}
-
 /// How to export.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Exports a trained run in every format and checks, outside Lathe, that transformers
-# (merged model), PEFT (adapter on the base) and llama.cpp (GGUF F16, Q8_0, Q4_0)
+# (merged model), PEFT (adapter on the base) and llama.cpp (GGUF F16, Q8_0, Q4_K_M, Q4_0)
 # continue a few prompts greedily exactly as Lathe does.
 #
 #   bench/verify_export.sh RUN_DIR [NEW_TOKENS]
@@ -32,7 +32,7 @@ trap 'rm -rf "$out"' EXIT
 
 $lathe export --run "$run" --format hf --out "$out/hf" >/dev/null
 $lathe export --run "$run" --format peft --out "$out/peft" >/dev/null
-for q in f16 q8_0 q4_0; do
+for q in f16 q8_0 q4_k_m q4_0; do
   $lathe export --run "$run" --format gguf --quant $q --out "$out/gguf-$q" >/dev/null
 done
 

@@ -30,6 +30,8 @@ enum Quant {
     Q8_0,
     #[value(name = "q4_0")]
     Q4_0,
+    #[value(name = "q4_k_m")]
+    Q4KM,
 }
 
 /// Safetensors types.
@@ -105,6 +107,7 @@ impl HowArgs {
                 Quant::F16 => GgufQuant::F16,
                 Quant::Q8_0 => GgufQuant::Q8_0,
                 Quant::Q4_0 => GgufQuant::Q4_0,
+                Quant::Q4KM => GgufQuant::Q4KM,
             }),
             dtype: self.dtype.map(|d| match d {
                 Dtype::Float32 => SaveDtype::F32,

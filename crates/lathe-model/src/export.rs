@@ -307,27 +307,66 @@ pub enum GgufQuant {
     Q8_0,
     /// 4-bit blocks of 32.
     Q4_0,
+    /// llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for the head and for the value and
+    /// down projections of some layers (rows that are not whole 256-value blocks fall
+    /// back to Q5_0 and Q8_0, as llama.cpp does).
+    Q4KM,
 }
 
 impl GgufQuant {
-    /// Parses `f32`, `f16`, `q8_0` or `q4_0`.
+    /// Parses `f32`, `f16`, `q8_0`, `q4_0` or `q4_k_m`.
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "f32" => Some(Self::F32),
             "f16" => Some(Self::F16),
             "q8_0" => Some(Self::Q8_0),
             "q4_0" => Some(Self::Q4_0),
+            "q4_k_m" => Some(Self::Q4KM),
             _ => None,
         }
     }
 
-    /// The tensor type of matrices.
-    fn matrix_type(self) -> GgmlType {
+    /// The lower-case name (`q4_k_m` …).
+    pub fn name(self) -> &'static str {
         match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+            Self::Q4KM => "q4_k_m",
+        }
+    }
+
+    /// The type of the matrix `name` (GGUF name) with rows of `row` values in a model
+    /// of `layers` layers, as llama.cpp's quantizer picks it.
+    fn matrix_type(self, name: &str, row: usize, layers: usize) -> GgmlType {
+        let ty = match self {
             Self::F32 => GgmlType::F32,
             Self::F16 => GgmlType::F16,
             Self::Q8_0 => GgmlType::Q8_0,
             Self::Q4_0 => GgmlType::Q4_0,
+            Self::Q4KM => {
+                let layer = name
+                    .strip_prefix("blk.")
+                    .and_then(|r| r.split('.').next())
+                    .and_then(|n| n.parse::<usize>().ok());
+                let more_bits =
+                    |i: usize| i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+                let wide = name == "output.weight"
+                    || ((name.contains(".attn_v.") || name.contains(".ffn_down."))
+                        && layer.is_some_and(more_bits));
+                if wide {
+                    GgmlType::Q6_K
+                } else {
+                    GgmlType::Q4_K
+                }
+            }
+        };
+        match ty {
+            _ if row.is_multiple_of(ty.block_len()) => ty,
+            GgmlType::Q4_K => GgmlType::Q5_0,
+            GgmlType::Q6_K => GgmlType::Q8_0,
+            _ => GgmlType::F16,
         }
     }
 
@@ -338,6 +377,7 @@ impl GgufQuant {
             Self::F16 => 1,
             Self::Q4_0 => 2,
             Self::Q8_0 => 7,
+            Self::Q4KM => 15,
         }
     }
 }
@@ -470,13 +510,12 @@ pub fn write_gguf(
             }
             _ => t.values,
         };
-        let matrix = export.quant.matrix_type();
         let row = *t.shape.last().expect("tensors have a shape");
         let ty = match t.shape.len() {
             1 => GgmlType::F32,
-            // llama.cpp falls back the same way for rows that are not whole blocks.
-            _ if !row.is_multiple_of(matrix.block_len()) => GgmlType::F16,
-            _ => matrix,
+            _ => export
+                .quant
+                .matrix_type(&gguf_name, row, config.num_hidden_layers),
         };
         w.tensor(WriteTensor {
             name: gguf_name,

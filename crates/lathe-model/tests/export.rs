@@ -172,6 +172,7 @@ fn gguf_export_loads_back() {
             GgufQuant::F16,
             GgufQuant::Q8_0,
             GgufQuant::Q4_0,
+            GgufQuant::Q4KM,
         ] {
             let path = tmp.path().join(format!("model-{quant:?}.gguf"));
             let export = GgufExport {
@@ -192,7 +193,9 @@ fn gguf_export_loads_back() {
                 GgufQuant::F32 => assert!(diff < 1e-4, "{arch:?} F32: {diff}"),
                 GgufQuant::F16 => assert_eq!(greedy(&loaded), greedy(&engine), "{arch:?} F16"),
                 GgufQuant::Q8_0 => assert!(cos > 0.999, "{arch:?} Q8_0: cosine {cos}"),
-                GgufQuant::Q4_0 => assert!(cos > 0.9, "{arch:?} Q4_0: cosine {cos}"),
+                GgufQuant::Q4_0 | GgufQuant::Q4KM => {
+                    assert!(cos > 0.9, "{arch:?} {quant:?}: cosine {cos}")
+                }
             }
             let template = loaded.chat_template.as_ref().expect("chat template kept");
             assert_eq!(template.source(), common::CHATML);

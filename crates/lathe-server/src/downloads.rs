@@ -24,7 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
-    /// GGUF matrix type: `f32`, `f16` (default), `q8_0` or `q4_0`.
+    /// GGUF matrix type: `f32`, `f16` (default), `q8_0`, `q4_k_m` or `q4_0`.
     quant: Option<String>,
 }
 
@@ -50,7 +50,7 @@ async fn download(
     let quant = match query.quant.as_deref() {
         None => None,
         Some(q) => Some(GgufQuant::parse(q).ok_or_else(|| {
-            StudioError::Invalid(format!("quant `{q}`: one of f32, f16, q8_0, q4_0"))
+            StudioError::Invalid(format!("quant `{q}`: one of f32, f16, q8_0, q4_k_m, q4_0"))
         })?),
     };
     let studio = s.studio.clone();

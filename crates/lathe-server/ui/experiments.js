@@ -201,6 +201,7 @@ export async function experimentPage(page, name) {
         h("a.button.secondary", { href: downloadUrl(`/api/experiments/${enc(name)}/download/model`), download: "" }, "Model (Hugging Face)"),
         h("a.button.secondary", { href: downloadUrl(`/api/experiments/${enc(name)}/download/adapter`), download: "" }, "Adapter (PEFT)"),
         h("a.button.secondary", { href: downloadUrl(`/api/experiments/${enc(name)}/download/gguf?quant=q8_0`), download: "" }, "GGUF (Q8_0)"),
+        h("a.button.secondary", { href: downloadUrl(`/api/experiments/${enc(name)}/download/gguf?quant=q4_k_m`), download: "" }, "GGUF (Q4_K_M)"),
         h("a.button.secondary", { href: downloadUrl(`/api/experiments/${enc(name)}/download/gguf?quant=f16`), download: "" }, "GGUF (F16)"))
       : h("p.muted", {}, "The model can be downloaded once the run has a checkpoint and is not training."),
     h("div.actions", {},

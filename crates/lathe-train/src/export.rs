@@ -169,7 +169,7 @@ fn write_export(run: &Path, dir: &Path, options: &ExportOptions) -> Result<Vec<S
             let model = TrainedModel::load(run)?;
             let quant = options.quant.unwrap_or(GgufQuant::F16);
             let name = run_name(run, &model.config);
-            let file = format!("{name}-{}.gguf", format!("{quant:?}").to_lowercase());
+            let file = format!("{name}-{}.gguf", quant.name());
             let export = GgufExport {
                 quant,
                 name: name.clone(),

@@ -1,4 +1,5 @@
-//! Writing GGUF files (version 3) with F32, F16, BF16, Q8_0 and Q4_0 tensors.
+//! Writing GGUF files (version 3) with F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K and Q6_K
+//! tensors.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -12,7 +13,8 @@ pub struct WriteTensor {
     pub name: String,
     /// Shape, outermost first.
     pub shape: Vec<usize>,
-    /// Storage type: F32, F16, BF16, Q8_0 or Q4_0 (the last dimension a multiple of 32).
+    /// Storage type: F32, F16, BF16, Q8_0, Q5_0 or Q4_0 (the last dimension a multiple
+    /// of 32), Q4_K or Q6_K (of 256).
     pub ty: GgmlType,
     /// Row-major values.
     pub values: Vec<f32>,
@@ -58,8 +60,8 @@ impl GgufWriter {
                         path: path.to_path_buf(),
                         tensor: t.name.clone(),
                         message: format!(
-                            "cannot write rows of {row} values as {:?} (F32, F16, BF16, and \
-                             Q8_0/Q4_0 for rows of whole 32-value blocks, can be)",
+                            "cannot write rows of {row} values as {:?} (F32, F16, BF16; Q8_0, \
+                             Q5_0, Q4_0 for rows of whole 32-value blocks; Q4_K, Q6_K of 256)",
                             t.ty
                         ),
                     })

@@ -120,7 +120,10 @@ function mappingEditor(record, schema, onSaved) {
 
 export async function datasetPage(page, name) {
   const [record, schema] = await Promise.all([get(`/api/datasets/${enc(name)}`), get("/api/schema")]);
-  const reload = () => datasetPage(page.replaceChildren() || page, name);
+  const reload = () => {
+    page.replaceChildren();
+    return datasetPage(page, name);
+  };
   page.append(h("div.head", {}, h("h1", {}, name),
     h("a.button", { href: `#/experiments/new?dataset=${enc(name)}` }, "New experiment"),
     h("button.danger", { type: "button", onclick: async () => {

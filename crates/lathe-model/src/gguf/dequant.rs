@@ -86,7 +86,7 @@ fn q8_0(b: &[u8], y: &mut [f32]) {
 }
 
 /// The 6-bit scale and min of sub-block `j` from the packed 12-byte K-quant scales.
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

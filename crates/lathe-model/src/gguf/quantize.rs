@@ -3,6 +3,7 @@
 
 use half::f16;
 
+use super::dequant::scale_min_k4;
 use super::GgmlType;
 
 /// Values per K-quant super-block.
@@ -200,18 +201,6 @@ fn q4_k(x: &[f32], out: &mut Vec<u8>) {
     out.extend(packed);
     for chunk in levels.chunks_exact(64) {
         out.extend((0..32).map(|l| chunk[l] | (chunk[l + 32] << 4)));
-    }
-}
-
-/// The 6-bit scale and min of sub-block `j` from packed K-quant scales.
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
     }
 }
 

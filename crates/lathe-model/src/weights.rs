@@ -122,27 +122,14 @@ impl WeightSource for SafetensorsWeights {
         };
         let (path, map) = &self.files[stored.file];
         let bytes = &map[stored.bytes.clone()];
-        let values: Vec<f32> = match stored.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(ModelError::Tensor {
-                    path: path.clone(),
-                    tensor: name.into(),
-                    message: format!("dtype {other:?} is not supported (F32, F16, BF16 are)"),
-                })
-            }
-        };
+        let values = float_values(stored.dtype, bytes).ok_or_else(|| ModelError::Tensor {
+            path: path.clone(),
+            tensor: name.into(),
+            message: format!(
+                "dtype {:?} is not supported (F32, F16, BF16 are)",
+                stored.dtype
+            ),
+        })?;
         Ok(Some(HostTensor {
             shape: stored.shape.clone(),
             values,
@@ -152,6 +139,25 @@ impl WeightSource for SafetensorsWeights {
     fn path(&self) -> &Path {
         &self.describe
     }
+}
+
+/// Little-endian F32, F16 or BF16 safetensors bytes as f32; `None` for other types.
+pub fn float_values(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// A GGUF checkpoint read under Hugging Face names. llama.cpp stores the q/k

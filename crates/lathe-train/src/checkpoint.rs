@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use lathe_model::linear::transpose;
 use lathe_model::train::ParamInfo;
+use lathe_model::weights::float_values;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -184,7 +185,7 @@ pub fn load_adapter_values(dir: &Path, params: &[ParamInfo]) -> Result<Vec<Vec<f
                     view.shape()
                 )));
             }
-            let values = floats(view.dtype(), view.data()).ok_or_else(|| {
+            let values = float_values(view.dtype(), view.data()).ok_or_else(|| {
                 TrainError::Invalid(format!(
                     "{}: tensor {key} is {:?}, not a float type",
                     path.display(),
@@ -198,25 +199,6 @@ pub fn load_adapter_values(dir: &Path, params: &[ParamInfo]) -> Result<Vec<Vec<f
             })
         })
         .collect()
-}
-
-/// Little-endian F32, F16 or BF16 bytes as f32.
-fn floats(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
 }
 
 /// The file a weight lives in, and its name there.

@@ -190,17 +190,50 @@ impl Llama {
         if cache.layers.len() != self.layers.len() {
             cache.layers = vec![None; self.layers.len()];
         }
-        let mut x = self.embed_tokens.forward(ids);
-        if let Some(train) = step.train.as_ref().filter(|t| t.neftune_alpha > 0.0) {
-            // NEFTune: uniform noise of size alpha / sqrt(t·d) on the embeddings.
-            let dims = x.dims();
-            let magnitude = train.neftune_alpha / ((dims[1] * dims[2]) as f32).sqrt();
-            let noise = uniform_noise(train, NEFTUNE_SITE, dims.iter().product(), magnitude);
-            x = x + Tensor::from_data(TensorData::new(noise, dims), &self.device());
-        }
+        let mut x = self.embed(ids, step);
         for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             x = layer.forward(x, step, slot, i as u64);
         }
+        self.norm.forward(x)
+    }
+
+    /// Token embeddings `[b, t, d]` of `ids` `[b, t]`, with NEFTune's noise while training.
+    pub(crate) fn embed(&self, ids: Tensor<2, Int>, step: &StepInputs) -> Tensor<3> {
+        let x = self.embed_tokens.forward(ids);
+        match step.train.as_ref().filter(|t| t.neftune_alpha > 0.0) {
+            Some(train) => {
+                // NEFTune: uniform noise of size alpha / sqrt(t·d) on the embeddings.
+                let dims = x.dims();
+                let magnitude = train.neftune_alpha / ((dims[1] * dims[2]) as f32).sqrt();
+                let noise = uniform_noise(train, NEFTUNE_SITE, dims.iter().product(), magnitude);
+                x + Tensor::from_data(TensorData::new(noise, dims), &self.device())
+            }
+            None => x,
+        }
+    }
+
+    /// Decoder layer `i` on `x` `[b, t, d]`, without a cache. With `untracked` it runs
+    /// an inference copy of the layer's weights on an inner-backend `x`: no autodiff
+    /// graph, as the first pass of gradient checkpointing needs.
+    pub(crate) fn layer_forward(
+        &self,
+        i: usize,
+        x: Tensor<3>,
+        step: &StepInputs,
+        untracked: bool,
+    ) -> Tensor<3> {
+        let mut cache = None;
+        if untracked {
+            self.layers[i]
+                .valid()
+                .forward(x, step, &mut cache, i as u64)
+        } else {
+            self.layers[i].forward(x, step, &mut cache, i as u64)
+        }
+    }
+
+    /// The norm after the last layer.
+    pub(crate) fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
         self.norm.forward(x)
     }
 
@@ -319,7 +352,10 @@ impl Attention {
         let q = rope(q, &step.cos, &step.sin);
         let k = rope(k, &step.cos, &step.sin);
         let prefix = cache.take();
-        let training = q.is_autodiff() && prefix.is_none() && step.mask.is_none();
+        // Training passes (tracked, or the untracked first pass of gradient
+        // checkpointing) use the fused kernel; inference with a cache or padding does not.
+        let training =
+            (q.is_autodiff() || train.is_some()) && prefix.is_none() && step.mask.is_none();
         let (k, v) = match prefix {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),

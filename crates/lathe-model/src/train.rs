@@ -155,6 +155,9 @@ pub struct TrainableModel {
     slots: Vec<Slot>,
     params: Vec<ParamInfo>,
     tied: bool,
+    /// Per-layer gradient checkpointing: keep only each decoder layer's input and
+    /// recompute the layer's activations in backward, one layer at a time.
+    checkpointing: bool,
 }
 
 /// Largest logits chunk held at once (values).
@@ -172,7 +175,14 @@ impl TrainableModel {
             slots: Vec::new(),
             params: Vec::new(),
             tied,
+            checkpointing: false,
         }
+    }
+
+    /// Turns per-layer gradient checkpointing on or off (`gradient_checkpointing`):
+    /// memory for activations drops to one layer's, for a second forward pass per layer.
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
     }
 
     /// The engine (tokenizer, chat template, configuration).
@@ -396,35 +406,38 @@ impl TrainableModel {
     /// Forward and backward pass of one batch: the loss and the gradient of every
     /// trainable tensor (in [`Self::params`] order).
     pub fn train_batch(&mut self, batch: &Batch, step: &TrainStep) -> (BatchLoss, Vec<Vec<f32>>) {
-        let device = self.engine.device.clone();
-        let hidden = self.hidden(batch, Some(*step), &device);
-        let [b, t, d] = hidden.dims();
         let head_trains = self.slots.iter().any(|s| matches!(s, Slot::Head))
             || (self.tied && self.slots.contains(&Slot::Embed));
-        let head = self.head_weight();
-        let out = head_loss(hidden.clone().inner(), &head, batch, true, head_trains);
         let mut grads_by_slot = vec![None; self.slots.len()];
-        if hidden.is_tracked() {
-            let dh = Tensor::<3>::from_data(TensorData::new(out.dh, [b, t, d]), &device);
-            let grads = (hidden * dh).sum().backward();
-            let slots = self.slots.clone();
-            for (k, slot) in slots.iter().enumerate() {
-                grads_by_slot[k] = self.param_mut(slot).grad(&grads);
+        let out = if self.checkpointing {
+            self.checkpointed_pass(batch, step, head_trains, &mut grads_by_slot)
+        } else {
+            let device = self.engine.device.clone();
+            let hidden = self.hidden(batch, Some(*step), &device);
+            let out = head_loss(
+                hidden.clone().inner(),
+                &self.head_weight(),
+                batch,
+                true,
+                head_trains,
+            );
+            if hidden.is_tracked() {
+                let grads = backward_from(hidden, &out.dh);
+                self.collect_grads(&grads, &mut grads_by_slot);
             }
-        }
+            out
+        };
         if let Some(head_grad) = out.head_grad {
             // `[d, v]`: the head's own layout; a tied head adds to the embeddings `[v, d]`.
             let (slot, grad) = if self.tied {
-                let [v, d] = [self.engine.config().vocab_size, d];
+                let config = self.engine.config();
+                let [v, d] = [config.vocab_size, config.hidden_size];
                 (Slot::Embed, crate::linear::transpose(&head_grad, d, v))
             } else {
                 (Slot::Head, head_grad)
             };
             if let Some(k) = self.slots.iter().position(|s| *s == slot) {
-                match &mut grads_by_slot[k] {
-                    Some(g) => g.iter_mut().zip(&grad).for_each(|(a, b)| *a += b),
-                    none => *none = Some(grad),
-                }
+                accumulate(&mut grads_by_slot[k], grad);
             }
         }
         let grads = grads_by_slot
@@ -433,6 +446,98 @@ impl TrainableModel {
             .map(|(g, p)| g.unwrap_or_else(|| vec![0.0; p.shape.iter().product()]))
             .collect();
         (out.loss, grads)
+    }
+
+    /// The forward and backward pass with per-layer gradient checkpointing. A first,
+    /// untracked pass keeps each layer's input `[b, t, d]`; backward then reruns one
+    /// layer at a time under autodiff, from the last down to the lowest that anything
+    /// below or in it trains, and hands the input's gradient to the layer before.
+    fn checkpointed_pass(
+        &mut self,
+        batch: &Batch,
+        step: &TrainStep,
+        head_trains: bool,
+        grads_by_slot: &mut [Option<Vec<f32>>],
+    ) -> HeadOutput {
+        let device = self.engine.device.clone();
+        let llama = &self.engine.llama;
+        let (ids, tracked) = step_inputs(llama, batch, Some(*step), &device);
+        let untracked = StepInputs {
+            cos: tracked.cos.clone().inner(),
+            sin: tracked.sin.clone().inner(),
+            mask: None,
+            hidden: tracked.hidden.clone(),
+            train: tracked.train,
+        };
+        let embedded = llama.embed(ids, &tracked);
+        let layers = llama.layer_count();
+        let mut inputs = Vec::with_capacity(layers);
+        let mut x = embedded.clone().inner();
+        for i in 0..layers {
+            inputs.push(x.clone());
+            x = llama.layer_forward(i, x, &untracked, true);
+        }
+        let last = Tensor::from_inner(x).require_grad();
+        let hidden = llama.final_norm(last.clone());
+        let out = head_loss(
+            hidden.clone().inner(),
+            &self.head_weight(),
+            batch,
+            true,
+            head_trains,
+        );
+        let lowest = self.lowest_trained_layer();
+        let norm_trains = self.slots.iter().any(|s| matches!(s, Slot::Norm(None, _)));
+        if lowest == layers && !norm_trains {
+            return out;
+        }
+        let grads = backward_from(hidden, &out.dh);
+        let mut dx = last
+            .grad(&grads)
+            .expect("gradient of the last layer's output");
+        self.collect_grads(&grads, grads_by_slot);
+        for (i, input) in inputs.into_iter().enumerate().skip(lowest).rev() {
+            let input = Tensor::from_inner(input).require_grad();
+            let llama = &self.engine.llama;
+            let y = llama.layer_forward(i, input.clone(), &tracked, false);
+            let grads = (y * Tensor::from_inner(dx)).sum().backward();
+            dx = input.grad(&grads).expect("gradient of a layer's input");
+            self.collect_grads(&grads, grads_by_slot);
+        }
+        if embedded.is_tracked() {
+            let grads = (embedded * Tensor::from_inner(dx)).sum().backward();
+            self.collect_grads(&grads, grads_by_slot);
+        }
+        out
+    }
+
+    /// The lowest decoder layer that trains or has a trained tensor below it (the
+    /// embeddings count as below layer 0); the layer count when none does.
+    fn lowest_trained_layer(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|slot| match *slot {
+                Slot::LoraA(i, _)
+                | Slot::LoraB(i, _)
+                | Slot::Magnitude(i, _)
+                | Slot::Weight(i, _)
+                | Slot::Bias(i, _)
+                | Slot::Norm(Some(i), _) => Some(i),
+                Slot::Embed => Some(0),
+                Slot::Norm(None, _) | Slot::Head => None,
+            })
+            .min()
+            .unwrap_or(self.engine.llama.layer_count())
+    }
+
+    /// Adds the gradients `grads` holds for trainable tensors to `into` (slot order).
+    fn collect_grads(&mut self, grads: &burn::tensor::Gradients, into: &mut [Option<Vec<f32>>]) {
+        let slots = self.slots.clone();
+        for (k, slot) in slots.iter().enumerate() {
+            if let Some(grad) = self.param_mut(slot).grad(grads) {
+                accumulate(&mut into[k], grad);
+            }
+        }
     }
 
     /// A frozen inference copy of the current weights (no autodiff), for validation:
@@ -493,6 +598,17 @@ fn hidden_of(
     train: Option<TrainStep>,
     device: &Device,
 ) -> Tensor<3> {
+    let (ids, step) = step_inputs(llama, batch, train, device);
+    llama.forward_hidden(ids, &step, &mut KvCache::default())
+}
+
+/// The token ids `[b, t]` of a batch and its per-call inputs.
+fn step_inputs(
+    llama: &crate::llama::Llama,
+    batch: &Batch,
+    train: Option<TrainStep>,
+    device: &Device,
+) -> (Tensor<2, Int>, StepInputs) {
     let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.b, batch.t]), device);
     // Right padding: every row's positions start at 0 and causality hides the padding.
@@ -505,7 +621,22 @@ fn hidden_of(
         hidden: batch.hidden.clone().map(Arc::new),
         train,
     };
-    llama.forward_hidden(ids, &step, &mut KvCache::default())
+    (ids, step)
+}
+
+/// Backward from `hidden` `[b, t, d]` given `d loss / d hidden` (`dh`, row-major).
+fn backward_from(hidden: Tensor<3>, dh: &[f32]) -> burn::tensor::Gradients {
+    let dims = hidden.dims();
+    let dh = Tensor::<3>::from_data(TensorData::new(dh.to_vec(), dims), &hidden.device());
+    (hidden * dh).sum().backward()
+}
+
+/// `slot += grad`, or `grad` when the slot is still empty.
+fn accumulate(slot: &mut Option<Vec<f32>>, grad: Vec<f32>) {
+    match slot {
+        Some(g) => g.iter_mut().zip(&grad).for_each(|(a, b)| *a += b),
+        none => *none = Some(grad),
+    }
 }
 
 fn lora_of(linear: Option<&mut Linear>) -> &mut crate::linear::Lora {

@@ -2,7 +2,8 @@
 //! `train_bench MODEL MODE TEXT_FILE STEPS` runs STEPS optimizer steps (AdamW, lr 1e-4)
 //! on one batch of 2 × 512 tokens of TEXT_FILE and prints one JSON line with the
 //! steady-state tokens/s (the first step, which warms up, is left out). MODE: `lora`
-//! (r 4, α 16, all linear layers, f32 base), `lora-int8`, `lora-int4`, or `full`.
+//! (r 4, α 16, all linear layers, f32 base), `lora-int8`, `lora-int4`, or `full`; a
+//! `-gc` suffix (`lora-gc`, `full-gc`) turns on per-layer gradient checkpointing.
 
 use std::time::Instant;
 
@@ -16,17 +17,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, model, mode, text, steps] = args.as_slice() else {
         return Err(
-            "usage: train_bench MODEL lora|lora-int8|lora-int4|full TEXT_FILE STEPS".into(),
+            "usage: train_bench MODEL lora|lora-int8|lora-int4|full[-gc] TEXT_FILE STEPS".into(),
         );
     };
     let steps: usize = steps.parse()?;
-    let dtype = match mode.as_str() {
+    let (base_mode, checkpointing) = match mode.strip_suffix("-gc") {
+        Some(base) => (base, true),
+        None => (mode.as_str(), false),
+    };
+    let dtype = match base_mode {
         "lora-int8" => BaseDtype::Int8,
         "lora-int4" => BaseDtype::Int4,
         _ => BaseDtype::F32,
     };
     let mut trainable = TrainableModel::new(load_for_training(model, dtype)?);
-    if mode == "full" {
+    trainable.set_gradient_checkpointing(checkpointing);
+    if base_mode == "full" {
         trainable.unfreeze(&[""], &[])?;
     } else {
         trainable.add_lora(&LoraPlan {

@@ -49,9 +49,6 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
             "note: {path} = {value} applies to GPUs only; not applicable on this CPU"
         ));
     }
-    if c.architecture.gradient_checkpointing {
-        log("note: architecture.gradient_checkpointing is not implemented yet; activations are kept");
-    }
     if c.prediction.metric == "GPT" {
         log("note: prediction.metric GPT (an LLM judge) is not available; validating with BLEU, as H2O does without an OpenAI key");
     }
@@ -613,6 +610,7 @@ fn build_model(
     let t = &config.training;
     let engine = load_for_training(&config.general.llm_backbone, dtype)?;
     let mut model = TrainableModel::new(engine);
+    model.set_gradient_checkpointing(config.architecture.gradient_checkpointing);
     if config.tokenizer.add_prompt_answer_tokens {
         let d = &config.dataset;
         model.add_tokens(&[&d.text_prompt_start, &d.text_answer_separator]);

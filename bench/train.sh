@@ -3,7 +3,8 @@
 # side by side: batch 2 × 512 tokens of Moby Dick, AdamW, f32, THREADS threads
 # (default 2), STEPS steps (default 6; the first is left out of tokens/s). Lathe runs
 # LoRA (r 4, α 16, all linear layers) on f32, int8 and int4 base weights, and full
-# fine-tuning; PyTorch runs LoRA and full fine-tuning. Peak RSS by /usr/bin/time.
+# fine-tuning, with and without gradient checkpointing (`-gc`); PyTorch runs LoRA and
+# full fine-tuning. Peak RSS by /usr/bin/time.
 #
 # PyTorch comes from PyPI into a scratch virtualenv, $LATHE_HOME/train-bench-venv
 # (torch CPU, transformers, peft, gguf; about 1 GB the first time), or VENV=… to use
@@ -39,7 +40,7 @@ measure() {
 }
 
 results=()
-for mode in lora lora-int8 lora-int4 full; do
+for mode in lora lora-gc lora-int8 lora-int4 full full-gc; do
   echo "\$ RAYON_NUM_THREADS=$threads target/release/examples/train_bench $model $mode $text $steps" >&2
   results+=("$(measure env RAYON_NUM_THREADS="$threads" target/release/examples/train_bench "$model" "$mode" "$text" "$steps")")
   echo "${results[-1]}"

@@ -6,9 +6,9 @@
 //! keep only their inputs; backward recomputes what it needs, one layer at a time.
 //!
 //! Each op is a backend extension: a forward on `Flex` and a backward for `Autodiff`.
-//! RMSNorm, SwiGLU and the packed matmul write their backward with the inner backend's
-//! primitive ops; attention calls [`AttentionKernels`], which `Flex` implements with
-//! host kernels that skip the masked half of the scores.
+//! The backwards of attention, RMSNorm and SwiGLU call [`FusedKernels`], which `Flex`
+//! implements with host kernels (attention's skip the masked half of the scores; RMSNorm
+//! and SwiGLU are one pass each). The packed matmul's backward is primitive ops.
 
 use std::sync::Arc;
 
@@ -18,12 +18,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::attention_kernel::{self, Dims};
+use crate::elementwise_kernel;
 use crate::quant::PackedWeight;
 
 /// Training ops fused for memory.
@@ -99,14 +99,17 @@ impl FusedOps for Flex {
     }
 
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
-        let inv_rms = inverse_rms::<Flex>(x.clone(), eps);
-        let gamma = broadcastable::<Flex>(gamma, x.shape().num_dims());
-        Flex::float_mul(Flex::float_mul(x, inv_rms), gamma)
+        let (x, gamma) = (contiguous(x), contiguous(gamma));
+        let out = elementwise_kernel::rms_norm(values(&x), values(&gamma), eps);
+        flex(out, &x.shape())
     }
 
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let sigmoid = Flex::sigmoid(gate.clone());
-        Flex::float_mul(Flex::float_mul(gate, sigmoid), up)
+        let (gate, up) = (contiguous(gate), contiguous(up));
+        flex(
+            elementwise_kernel::swiglu(values(&gate), values(&up)),
+            &gate.shape(),
+        )
     }
 
     fn packed_matmul(x: FloatTensor<Self>, w: Arc<PackedWeight>) -> FloatTensor<Self> {
@@ -132,21 +135,7 @@ fn rows_matmul<B: Backend>(x: FloatTensor<B>, m: FloatTensor<B>) -> FloatTensor<
     B::float_reshape(product, shape)
 }
 
-/// `gamma [d]` as `[1, .., 1, d]` of rank `dims`, for element-wise ops.
-fn broadcastable<B: Backend>(gamma: FloatTensor<B>, dims: usize) -> FloatTensor<B> {
-    let mut shape = vec![1; dims];
-    shape[dims - 1] = gamma.shape()[0];
-    B::float_reshape(gamma, Shape::from(shape))
-}
-
-/// `1 / √(mean(x²) + eps)` over the last dimension, kept as size 1.
-fn inverse_rms<B: Backend>(x: FloatTensor<B>, eps: f64) -> FloatTensor<B> {
-    let last = x.shape().num_dims() - 1;
-    let mean_square = B::float_mean_dim(B::float_mul(x.clone(), x), last);
-    B::float_recip(B::float_sqrt(B::float_add_scalar(mean_square, eps.into())))
-}
-
-impl<B: Backend + FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+impl<B: Backend + FusedOps + FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -204,7 +193,7 @@ impl<B: Backend + FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps f
 #[derive(Debug)]
 struct CausalAttention;
 
-impl<B: Backend + AttentionKernels> Backward<B, 3> for CausalAttention {
+impl<B: Backend + FusedKernels> Backward<B, 3> for CausalAttention {
     type State = (
         FloatTensor<B>,
         FloatTensor<B>,
@@ -228,7 +217,7 @@ impl<B: Backend + AttentionKernels> Backward<B, 3> for CausalAttention {
 }
 
 /// The attention kernels behind [`FusedOps::causal_attention`], for each backend.
-pub trait AttentionKernels: Backend {
+pub trait FusedKernels: Backend {
     /// Causal attention with grouped heads: the output `[b, h, t, hd]` and the row
     /// log-sum-exp of the scaled scores `[b, h, t]`; `hidden` keys (`[b·t]`) are
     /// hidden from the queries after them.
@@ -248,14 +237,38 @@ pub trait AttentionKernels: Backend {
         dout: FloatTensor<Self>,
         hidden: Option<&[bool]>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dgate, dup)` of `silu(gate) ⊙ up` for the output gradient `dy`, with
+    /// `s = sigmoid(gate)`: `dup = dy ⊙ gate·s`, `dgate = dy ⊙ up ⊙ s·(1 + gate·(1 − s))`.
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dx, dgamma)` of RMSNorm over the last dimension for the output gradient `dy`.
+    /// With `r = 1/rms`, `x̂ = x·r` and `g = dy ⊙ gamma`: `dx = r·(g − x̂·mean(g ⊙ x̂))`,
+    /// `dgamma = Σ dy ⊙ x̂` over all leading dims.
+    fn rms_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// The values of a flex tensor, row-major.
-fn host(t: FlexTensor) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor")
+/// `t` laid out row-major from its first value (copied only when it is not).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The values of a [`contiguous`] f32 tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
@@ -274,7 +287,7 @@ fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> Dims {
     }
 }
 
-impl AttentionKernels for Flex {
+impl FusedKernels for Flex {
     fn attention_forward(
         q: FlexTensor,
         k: FlexTensor,
@@ -282,7 +295,9 @@ impl AttentionKernels for Flex {
         hidden: Option<&[bool]>,
     ) -> (FlexTensor, FlexTensor) {
         let dims = attention_dims(&q, &k);
-        let (out, lse) = attention_kernel::forward(&host(q), &host(k), &host(v), hidden, dims);
+        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+        let (out, lse) =
+            attention_kernel::forward(values(&q), values(&k), values(&v), hidden, dims);
         (
             flex(out, &[dims.b, dims.heads, dims.t, dims.d]),
             flex(lse, &[dims.b, dims.heads, dims.t]),
@@ -298,47 +313,56 @@ impl AttentionKernels for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dims = attention_dims(&q, &k);
         let (qs, ks) = (q.shape(), k.shape());
+        let [q, k, v, out, lse, dout] = [q, k, v, out, lse, dout].map(contiguous);
         let (dq, dk, dv) = attention_kernel::backward(
-            (&host(q), &host(k), &host(v)),
-            &host(out),
-            &host(lse),
-            &host(dout),
+            (values(&q), values(&k), values(&v)),
+            values(&out),
+            values(&lse),
+            values(&dout),
             hidden,
             dims,
         );
         (flex(dq, &qs), flex(dk, &ks), flex(dv, &ks))
+    }
+
+    fn swiglu_backward(
+        gate: FlexTensor,
+        up: FlexTensor,
+        dy: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let [gate, up, dy] = [gate, up, dy].map(contiguous);
+        let (dgate, dup) =
+            elementwise_kernel::swiglu_backward(values(&gate), values(&up), values(&dy));
+        (flex(dgate, &gate.shape()), flex(dup, &up.shape()))
+    }
+
+    fn rms_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        eps: f64,
+        dy: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let [x, gamma, dy] = [x, gamma, dy].map(contiguous);
+        let (dx, dgamma) =
+            elementwise_kernel::rms_norm_backward(values(&x), values(&gamma), eps, values(&dy));
+        (flex(dx, &x.shape()), flex(dgamma, &gamma.shape()))
     }
 }
 
 #[derive(Debug)]
 struct RmsNorm;
 
-impl<B: Backend> Backward<B, 2> for RmsNorm {
+impl<B: Backend + FusedKernels> Backward<B, 2> for RmsNorm {
     type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
-    /// With `r = 1/rms`, `x̂ = x·r` and `g = dy ⊙ gamma`:
-    /// `dx = r·(g − x̂·mean(g ⊙ x̂))`, `dgamma = Σ dy ⊙ x̂` over all leading dims.
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, gamma, eps) = ops.state;
-        let dims = x.shape().num_dims();
-        let d = x.shape()[dims - 1];
         let dy = grads.consume::<B>(&ops.node);
-        let inv_rms = inverse_rms::<B>(x.clone(), eps);
-        let normed = B::float_mul(x, inv_rms.clone());
-        let [x_node, gamma_node] = ops.parents;
-        if let Some(node) = gamma_node {
-            let rows = B::float_reshape(
-                B::float_mul(dy.clone(), normed.clone()),
-                Shape::new([dy.shape().num_elements() / d, d]),
-            );
-            let dgamma = B::float_reshape(B::float_sum_dim(rows, 0), Shape::new([d]));
-            grads.register::<B>(node.id, dgamma);
-        }
-        if let Some(node) = x_node {
-            let g = B::float_mul(dy, broadcastable::<B>(gamma, dims));
-            let mean = B::float_mean_dim(B::float_mul(g.clone(), normed.clone()), dims - 1);
-            let dx = B::float_mul(B::float_sub(g, B::float_mul(normed, mean)), inv_rms);
-            grads.register::<B>(node.id, dx);
+        let (dx, dgamma) = B::rms_norm_backward(x, gamma, eps, dy);
+        for (node, grad) in ops.parents.into_iter().zip([dx, dgamma]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }
@@ -346,28 +370,17 @@ impl<B: Backend> Backward<B, 2> for RmsNorm {
 #[derive(Debug)]
 struct SwiGlu;
 
-impl<B: Backend> Backward<B, 2> for SwiGlu {
+impl<B: Backend + FusedKernels> Backward<B, 2> for SwiGlu {
     type State = (FloatTensor<B>, FloatTensor<B>);
 
-    /// With `s = sigmoid(gate)`: `dup = dy ⊙ gate·s`,
-    /// `dgate = dy ⊙ up ⊙ s·(1 + gate·(1 − s))`.
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (gate, up) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let s = B::sigmoid(gate.clone());
-        let [gate_node, up_node] = ops.parents;
-        if let Some(node) = up_node {
-            let silu = B::float_mul(gate.clone(), s.clone());
-            grads.register::<B>(node.id, B::float_mul(dy.clone(), silu));
-        }
-        if let Some(node) = gate_node {
-            // 1 + gate·(1 − s) = 1 + gate − gate·s
-            let inner = B::float_add_scalar(
-                B::float_sub(gate.clone(), B::float_mul(gate, s.clone())),
-                1.0.into(),
-            );
-            let dgate = B::float_mul(B::float_mul(B::float_mul(dy, up), s), inner);
-            grads.register::<B>(node.id, dgate);
+        let (dgate, dup) = B::swiglu_backward(gate, up, dy);
+        for (node, grad) in ops.parents.into_iter().zip([dgate, dup]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }

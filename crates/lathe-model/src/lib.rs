@@ -6,6 +6,7 @@ pub mod allocator;
 mod attention_kernel;
 pub mod chat_template;
 pub mod config;
+mod elementwise_kernel;
 pub mod engine;
 pub mod error;
 pub mod export;

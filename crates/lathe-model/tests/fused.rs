@@ -104,7 +104,8 @@ fn attention_case(t: usize) {
 
 #[test]
 fn rms_norm_matches_the_decomposed_computation() {
-    let (b, t, d) = (2, 5, 16);
+    // Enough rows for several parallel tasks, whose `dgamma` parts are added up.
+    let (b, t, d) = (2, 200, 96);
     let x = random([b, t, d], 5, 1.0);
     let gamma = random([d], 6, 1.0);
     let weights = random([b, t, d], 7, 1.0).detach();
@@ -132,9 +133,11 @@ fn rms_norm_matches_the_decomposed_computation() {
 
 #[test]
 fn swiglu_matches_the_decomposed_computation() {
-    let gate = random([2, 3, 16], 8, 4.0);
-    let up = random([2, 3, 16], 9, 1.0);
-    let weights = random([2, 3, 16], 10, 1.0).detach();
+    // Several parallel chunks and a partial one.
+    let shape = [2, 100, 201];
+    let gate = random(shape, 8, 4.0);
+    let up = random(shape, 9, 1.0);
+    let weights = random(shape, 10, 1.0).detach();
 
     let fused = swiglu(gate.clone(), up.clone());
     let grads = (fused.clone() * weights.clone()).sum().backward();

@@ -23,9 +23,12 @@ pub struct Estimate {
 }
 
 /// Training speed measured here (`bench/train.sh`): LoRA on SmolLM2-135M, 2 cores.
-const MEASURED_TOKENS_PER_SECOND: f64 = 118.0;
+const MEASURED_TOKENS_PER_SECOND: f64 = 134.0;
 const MEASURED_PARAMETERS: f64 = 134.5e6;
 const MEASURED_CORES: f64 = 2.0;
+/// Speed with gradient checkpointing relative to without (its second forward pass),
+/// measured the same way: LoRA, full fine-tuning.
+const CHECKPOINTING_SPEED: [f64; 2] = [0.64, 0.82];
 
 /// Estimates a run of `config` on `samples` training samples of `mean_tokens` tokens
 /// on average (before `tokenizer.max_length` cuts them), with `cores` CPU cores.
@@ -55,13 +58,24 @@ pub fn estimate(config: &Config, samples: u64, mean_tokens: f64, cores: usize) -
     // width per token and layer (matches the measured peak of the demo model).
     let batch_tokens = t.batch_size as f64 * max_length.min(tokens_per_sample * 1.5);
     let per_token = (16 * model.hidden_size + 3 * model.intermediate_size) as f64 * 4.0;
-    let activations = batch_tokens * per_token * model.num_hidden_layers as f64;
+    let layers = model.num_hidden_layers as f64;
+    let checkpointing = config.architecture.gradient_checkpointing;
+    // Gradient checkpointing keeps each layer's input and one layer's activations.
+    let activations = if checkpointing {
+        batch_tokens * (per_token + layers * model.hidden_size as f64 * 4.0)
+    } else {
+        batch_tokens * per_token * layers
+    };
     let overhead = 400.0 * 1024.0 * 1024.0;
     let memory = p as f64 * (weight_bytes + state) + activations + overhead;
     let speed = MEASURED_TOKENS_PER_SECOND
         * (MEASURED_PARAMETERS / p as f64)
         * (cores as f64 / MEASURED_CORES)
-        * if t.lora { 1.0 } else { 0.75 };
+        * if t.lora { 1.0 } else { 0.75 }
+        * match (checkpointing, t.lora) {
+            (false, _) => 1.0,
+            (true, lora) => CHECKPOINTING_SPEED[usize::from(!lora)],
+        };
     Ok(Estimate {
         parameters: p,
         memory_bytes: memory as u64,

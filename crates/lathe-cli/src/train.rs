@@ -49,6 +49,7 @@ fn parse_overrides(args: &[String]) -> Result<Vec<(String, String)>> {
 
 /// Runs `lathe train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
+    lathe_model::allocator::keep_freed_memory();
     let overrides = parse_overrides(&args.overrides)?;
     let (config, run, resume) = match (&args.yaml, &args.resume) {
         (_, Some(run)) => {

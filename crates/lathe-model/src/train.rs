@@ -160,8 +160,10 @@ pub struct TrainableModel {
     checkpointing: bool,
 }
 
-/// Largest logits chunk held at once (values).
-const LOGITS_CHUNK: usize = 1 << 24;
+/// Largest logits chunk held at once (values): 16 MiB, under glibc's largest mmap
+/// threshold (32 MiB), so the chunk buffers are reused from the heap instead of being
+/// mapped, faulted in and unmapped every time.
+const LOGITS_CHUNK: usize = 1 << 22;
 
 impl TrainableModel {
     /// Wraps an engine loaded with [`crate::loader::load_for_training`]; every weight

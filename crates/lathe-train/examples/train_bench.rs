@@ -14,6 +14,7 @@ use lathe_train::optim::{Optimizer, OptimizerSettings};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     lathe_model::allocator::reuse_freed_buffers();
+    lathe_model::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let [_, model, mode, text, steps] = args.as_slice() else {
         return Err(

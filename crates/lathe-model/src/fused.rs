@@ -216,7 +216,8 @@ impl<B: Backend + FusedKernels> Backward<B, 3> for CausalAttention {
     }
 }
 
-/// The attention kernels behind [`FusedOps::causal_attention`], for each backend.
+/// The kernels behind the fused ops' backward passes (and attention's forward), for
+/// each backend.
 pub trait FusedKernels: Backend {
     /// Causal attention with grouped heads: the output `[b, h, t, hd]` and the row
     /// log-sum-exp of the scaled scores `[b, h, t]`; `hidden` keys (`[b·t]`) are

@@ -513,8 +513,8 @@ impl TrainableModel {
         out
     }
 
-    /// The lowest decoder layer that trains or has a trained tensor below it (the
-    /// embeddings count as below layer 0); the layer count when none does.
+    /// The lowest decoder layer backward has to rerun: the lowest holding a trained
+    /// tensor (0 when the embeddings train); the layer count when no layer does.
     fn lowest_trained_layer(&self) -> usize {
         self.slots
             .iter()

@@ -408,21 +408,13 @@ impl TrainableModel {
     /// Forward and backward pass of one batch: the loss and the gradient of every
     /// trainable tensor (in [`Self::params`] order).
     pub fn train_batch(&mut self, batch: &Batch, step: &TrainStep) -> (BatchLoss, Vec<Vec<f32>>) {
-        let head_trains = self.slots.iter().any(|s| matches!(s, Slot::Head))
-            || (self.tied && self.slots.contains(&Slot::Embed));
         let mut grads_by_slot = vec![None; self.slots.len()];
         let out = if self.checkpointing {
-            self.checkpointed_pass(batch, step, head_trains, &mut grads_by_slot)
+            self.checkpointed_pass(batch, step, &mut grads_by_slot)
         } else {
             let device = self.engine.device.clone();
             let hidden = self.hidden(batch, Some(*step), &device);
-            let out = head_loss(
-                hidden.clone().inner(),
-                &self.head_weight(),
-                batch,
-                true,
-                head_trains,
-            );
+            let out = self.training_head_loss(&hidden, batch);
             if hidden.is_tracked() {
                 let grads = backward_from(hidden, &out.dh);
                 self.collect_grads(&grads, &mut grads_by_slot);
@@ -458,7 +450,6 @@ impl TrainableModel {
         &mut self,
         batch: &Batch,
         step: &TrainStep,
-        head_trains: bool,
         grads_by_slot: &mut [Option<Vec<f32>>],
     ) -> HeadOutput {
         let device = self.engine.device.clone();
@@ -481,13 +472,7 @@ impl TrainableModel {
         }
         let last = Tensor::from_inner(x).require_grad();
         let hidden = llama.final_norm(last.clone());
-        let out = head_loss(
-            hidden.clone().inner(),
-            &self.head_weight(),
-            batch,
-            true,
-            head_trains,
-        );
+        let out = self.training_head_loss(&hidden, batch);
         let lowest = self.lowest_trained_layer();
         let norm_trains = self.slots.iter().any(|s| matches!(s, Slot::Norm(None, _)));
         if lowest == layers && !norm_trains {
@@ -511,6 +496,15 @@ impl TrainableModel {
             self.collect_grads(&grads, grads_by_slot);
         }
         out
+    }
+
+    /// The loss of the final hidden states `[b, t, d]` with its gradient (and the
+    /// head's when the head trains).
+    fn training_head_loss(&self, hidden: &Tensor<3>, batch: &Batch) -> HeadOutput {
+        let head_trains = self.slots.iter().any(|s| matches!(s, Slot::Head))
+            || (self.tied && self.slots.contains(&Slot::Embed));
+        let hidden = hidden.clone().inner();
+        head_loss(hidden, &self.head_weight(), batch, true, head_trains)
     }
 
     /// The lowest decoder layer backward has to rerun: the lowest holding a trained

@@ -24,6 +24,25 @@ pub(crate) fn exp_shifted(xs: &mut [f32], shift: f32) {
     xs.iter_mut().for_each(|x| *x = exp(*x - shift));
 }
 
+/// `xᵢ ← exp(xᵢ − shift)` for every value, in one pass that also returns their sum
+/// (eight interleaved partial sums).
+pub(crate) fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = xs.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *x = exp(*x - shift);
+            *lane += *x;
+        }
+    }
+    let mut rest = 0f32;
+    for x in chunks.into_remainder() {
+        *x = exp(*x - shift);
+        rest += *x;
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// The largest of `xs` (-∞ for none), in eight interleaved lanes.
 pub(crate) fn max(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
@@ -80,5 +99,15 @@ mod tests {
         assert_eq!(max(&xs), 21.0);
         assert_eq!(max(&xs[..3]), 3.0);
         assert_eq!(max(&[]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn exp_shifted_sum_is_exp_shifted_then_sum() {
+        let xs: Vec<f32> = (0..21).map(|i| i as f32 * 0.37 - 3.0).collect();
+        let (mut fused, mut plain) = (xs.clone(), xs);
+        let total = exp_shifted_sum(&mut fused, 1.5);
+        exp_shifted(&mut plain, 1.5);
+        assert_eq!(fused, plain);
+        assert!((total - sum(&plain)).abs() <= 1e-6 * total);
     }
 }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::engine::Engine;
 use crate::error::{ModelError, Result};
-use crate::fast_math::{exp_shifted, max, sum};
+use crate::fast_math::{exp_shifted_sum, max};
 use crate::linear::{Linear, LoraShape};
 use crate::llama::{KvCache, StepInputs, PROJECTIONS};
 
@@ -772,27 +772,24 @@ fn head_loss(
             .into_data()
             .try_to_vec()
             .expect("f32");
-        let row_nll: Vec<(f64, f32)> = logits
+        // Per row: (w·nll, nll, row scale of the gradient). The gradient of the logits,
+        // `w·(softmax − onehot)`, is `scale·e'` with `e' = exp(logits − max)` less the
+        // row's sum at the target: `e'` stays in `logits`, and the scale goes on the
+        // `d`-wide rows of the products instead of the vocabulary-wide row.
+        let rows: Vec<(f64, f32, f32)> = logits
             .par_chunks_mut(v)
             .zip(chunk.par_iter())
             .map(|(row, &(_, target, w, _))| {
                 let max = max(row);
                 let target_logit = row[target as usize];
-                // One exponential per logit, kept for the gradient `w·(softmax − onehot)`.
-                exp_shifted(row, max);
-                let sum = sum(row) as f64;
-                let nll = max as f64 + sum.ln() - target_logit as f64;
-                if grads {
-                    let norm = (w as f64 / sum) as f32;
-                    for x in row.iter_mut() {
-                        *x *= norm;
-                    }
-                    row[target as usize] -= w;
-                }
-                (nll * w as f64, nll as f32)
+                // One exponential per logit, kept for the gradient.
+                let sum = exp_shifted_sum(row, max);
+                let nll = max as f64 + (sum as f64).ln() - target_logit as f64;
+                row[target as usize] -= sum;
+                (nll * w as f64, nll as f32, (w as f64 / sum as f64) as f32)
             })
             .collect();
-        for (&(_, _, _, at), (weighted, n)) in chunk.iter().zip(&row_nll) {
+        for (&(_, _, _, at), (weighted, n, _)) in chunk.iter().zip(&rows) {
             loss += weighted;
             nll[at] = *n;
         }
@@ -804,11 +801,16 @@ fn head_loss(
                 .into_data()
                 .try_to_vec()
                 .expect("f32");
-            for (k, &(src, ..)) in chunk.iter().enumerate() {
-                dh[src * d..(src + 1) * d].copy_from_slice(&dhc[k * d..(k + 1) * d]);
+            for (k, (&(src, ..), &(.., scale))) in chunk.iter().zip(&rows).enumerate() {
+                let out = &mut dh[src * d..(src + 1) * d];
+                for (o, x) in out.iter_mut().zip(&dhc[k * d..(k + 1) * d]) {
+                    *o = x * scale;
+                }
             }
             if head_grad {
-                let g = hc.transpose().matmul(dl);
+                let scales: Vec<f32> = rows.iter().map(|r| r.2).collect();
+                let scales = Tensor::<2>::from_data(TensorData::new(scales, [c, 1]), &device);
+                let g = (hc * scales).transpose().matmul(dl);
                 head_acc = Some(match head_acc {
                     Some(acc) => acc + g,
                     None => g,

@@ -164,6 +164,9 @@ pub struct TrainableModel {
 /// threshold (32 MiB), so the chunk buffers are reused from the heap instead of being
 /// mapped, faulted in and unmapped every time.
 const LOGITS_CHUNK: usize = 1 << 22;
+/// The same when the head trains: each chunk then makes a head-sized gradient to add
+/// up, so fewer, larger chunks cost less.
+const LOGITS_CHUNK_HEAD_GRAD: usize = 1 << 24;
 
 impl TrainableModel {
     /// Wraps an engine loaded with [`crate::loader::load_for_training`]; every weight
@@ -758,7 +761,12 @@ fn head_loss(
     };
     let mut head_acc: Option<Tensor<2>> = None;
     let head_t = grads.then(|| head.clone().transpose());
-    let rows_per_chunk = (LOGITS_CHUNK / v).max(1);
+    let chunk_values = if head_grad {
+        LOGITS_CHUNK_HEAD_GRAD
+    } else {
+        LOGITS_CHUNK
+    };
+    let rows_per_chunk = (chunk_values / v).max(1);
     for chunk in active.chunks(rows_per_chunk) {
         let c = chunk.len();
         let mut hc = Vec::with_capacity(c * d);

@@ -104,6 +104,19 @@ fn has_checkpoint(run: &Path) -> bool {
 }
 
 impl Studio {
+    /// How worker `pid` ended, as its waiter thread recorded it. A killed worker can be
+    /// seen gone a moment before its waiter has written why, so this waits up to 200 ms
+    /// before answering that nothing is known (a worker from before a restart).
+    fn exit_of(&self, pid: u32) -> Option<String> {
+        for _ in 0..20 {
+            if let Some(how) = self.exits.lock().ok()?.get(&pid).cloned() {
+                return Some(how);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// The configuration of a new experiment `name` in `dir` on `dataset`: defaults,
     /// the dataset's mapping, the YAML, the settings, then the data paths and name.
     fn build_config(
@@ -614,9 +627,7 @@ impl Studio {
                 _ if alive => running += 1,
                 _ => {
                     let stopping = self.stopping_set().contains(&record.name);
-                    let exit = record
-                        .pid
-                        .and_then(|pid| self.exits.lock().ok()?.get(&pid).cloned());
+                    let exit = record.pid.and_then(|pid| self.exit_of(pid));
                     let (status, info) = if stopping {
                         (
                             "stopped",

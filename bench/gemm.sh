@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 threads="${THREADS:-2}"
 venv="${VENV:-${LATHE_HOME:-$HOME/.cache/lathe}/train-bench-venv}"
 cargo build --release -q --example gemm_bench -p lathe-model
-target/release/examples/gemm_bench "$threads"
+shapes="$(target/release/examples/gemm_bench "$threads")"
+echo "$shapes"
 if [ -x "$venv/bin/python" ]; then
-  "$venv/bin/python" bench/gemm_torch.py "$threads"
+  echo "$shapes" | "$venv/bin/python" bench/gemm_torch.py "$threads"
 else
   echo "no PyTorch virtualenv at $venv: run bench/train.sh once" >&2
 fi

@@ -1,19 +1,9 @@
-"""GFLOP/s of torch.mm on the shapes of crates/lathe-model/examples/gemm_bench.rs."""
+"""GFLOP/s of torch.mm on the shapes that examples/gemm_bench.rs printed (read from stdin)."""
 import json
 import sys
 import time
 
 import torch
-
-SHAPES = [
-    ("q/o_proj", 1024, 576, 576),
-    ("k/v_proj", 1024, 576, 192),
-    ("gate/up_proj", 1024, 576, 1536),
-    ("down_proj", 1024, 1536, 576),
-    ("head chunk", 1024, 576, 12288),
-    ("head input grad", 1024, 12288, 576),
-    ("weight grad", 576, 1024, 1536),
-]
 
 
 def best_seconds(run):
@@ -27,8 +17,10 @@ def best_seconds(run):
 
 
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
-for name, m, k, n in SHAPES:
+for line in sys.stdin:
+    shape = json.loads(line)
+    m, k, n = shape["m"], shape["k"], shape["n"]
     x, w = torch.rand(m, k), torch.rand(n, k)  # the weight as stored, [n, k]
     seconds = best_seconds(lambda: x @ w.T)
     gflops = 2 * m * k * n / seconds / 1e9
-    print(json.dumps({"shape": f"{name} {m}x{k}x{n}", "torch_gflops": round(gflops, 1)}))
+    print(json.dumps({"shape": shape["shape"], "m": m, "k": k, "n": n, "torch_gflops": round(gflops, 1)}))

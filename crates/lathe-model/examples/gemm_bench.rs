@@ -1,6 +1,7 @@
 //! GFLOP/s of the `gemm` crate (the matrix product under burn-flex) on the products of
 //! a SmolLM2-135M training step, batch 2 × 512, weights read transposed as in the
-//! linear layers. `bench/gemm.sh` runs it next to PyTorch's `torch.mm`.
+//! linear layers, one JSON line per shape. `bench/gemm.sh` feeds the lines to
+//! `bench/gemm_torch.py`, which times PyTorch's `torch.mm` on the same shapes.
 //!
 //! `cargo run --release -p lathe-model --example gemm_bench [THREADS]` (default 2).
 
@@ -73,6 +74,8 @@ fn main() {
             }
         });
         let gflops = 2.0 * (m * k * n) as f64 / seconds / 1e9;
-        println!("{{\"shape\": \"{name} {m}x{k}x{n}\", \"gemm_crate_gflops\": {gflops:.1}}}");
+        println!(
+            "{{\"shape\": \"{name}\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"gemm_crate_gflops\": {gflops:.1}}}"
+        );
     }
 }

@@ -627,15 +627,15 @@ impl Studio {
                 _ if alive => running += 1,
                 _ => {
                     let stopping = self.stopping_set().contains(&record.name);
-                    let exit = record.pid.and_then(|pid| self.exit_of(pid));
                     let (status, info) = if stopping {
                         (
                             "stopped",
                             "stopped by the user (killed after the grace period)".to_string(),
                         )
                     } else {
+                        // The exit record is waited for only when the worker left no error.
                         let reason = process::worker_error(&dir)
-                            .or(exit)
+                            .or_else(|| record.pid.and_then(|pid| self.exit_of(pid)))
                             .unwrap_or_else(|| "worker exited".into());
                         ("failed", reason)
                     };

@@ -415,12 +415,74 @@ fn exports_answer_as_the_run_does() {
         let gguf = chat_answer(&["--model".as_ref(), gguf_file.as_os_str()], prompt);
         assert_eq!(gguf, want, "F16 GGUF");
     }
+    quantized_gguf_agrees_with_the_run(&run, &export);
     let card = std::fs::read_to_string(hf.join("README.md")).unwrap();
     assert!(
         card.contains("base_model: HuggingFaceTB/SmolLM2-135M-Instruct"),
         "{card}"
     );
     assert!(card.contains("| LoRA r | 4 |"), "{card}");
+}
+
+/// Quantized GGUF exports of `run` within their stated tolerance: given the run's own
+/// 32-token greedy answers, the Q8_0 file's top-1 choice agrees on at least 90 % of the
+/// answer positions and the Q4_K_M file's on at least 85 % (the floors
+/// `bench/verify_export.py` applies to llama.cpp on the same files).
+fn quantized_gguf_agrees_with_the_run(
+    run: &Path,
+    export: &dyn Fn(&str, &[&str]) -> std::path::PathBuf,
+) {
+    let trained = lathe_train::TrainedModel::load(run).unwrap();
+    let config = lathe_model::GenerationConfig {
+        max_new_tokens: 32,
+        ..Default::default()
+    };
+    let sequences: Vec<(usize, Vec<u32>)> = [
+        "Give three tips for staying healthy.",
+        "Name a primary color.",
+        "Write a haiku about autumn.",
+    ]
+    .iter()
+    .map(|prompt| {
+        let text = trained.prompt(None, &[], prompt).unwrap();
+        let mut ids = trained.engine.tokenizer.encode(&text, false).unwrap();
+        let answer = trained
+            .engine
+            .generate(&[ids.clone()], &config, &mut |_, _| true)
+            .unwrap()
+            .remove(0)
+            .tokens;
+        let prompt_len = ids.len();
+        ids.extend(answer);
+        (prompt_len, ids)
+    })
+    .collect();
+    for (quant, floor) in [("q8_0", 0.90), ("q4_k_m", 0.85)] {
+        let dir = export("gguf", &["--quant", quant]);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .unwrap();
+        let engine = lathe_model::load(file.to_str().unwrap()).unwrap();
+        let (mut same, mut total) = (0, 0);
+        for (prompt_len, ids) in &sequences {
+            let rows = engine.logits(ids).unwrap();
+            for (position, want) in ids.iter().enumerate().skip(*prompt_len) {
+                let row = &rows[position - 1];
+                let top =
+                    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best });
+                same += usize::from(top == *want as usize);
+                total += 1;
+            }
+        }
+        let agreement = same as f64 / total as f64;
+        eprintln!("{quant}: top-1 agreement {agreement:.4} over {total} answer tokens");
+        assert!(
+            agreement >= floor,
+            "{quant}: agreement {agreement} < {floor}"
+        );
+    }
 }
 
 /// An export that runs out of space (a file-size limit makes the writes fail as a full

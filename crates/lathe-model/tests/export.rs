@@ -159,7 +159,8 @@ fn bf16_folder_stays_close() {
 /// GGUF exports: F32 computes the same logits and F16 the same greedy tokens. Random
 /// weights have no margins to spare, so the quantized files are held to the cosine of
 /// their logits with the adapted model's (measured: Q8_0 0.9998, Q4_0 0.95); greedy
-/// agreement of the quantized files is checked on the real model (`lathe-cli` tests).
+/// agreement of the quantized files is checked on the demo run
+/// (`lathe-cli/tests/train.rs::exports_answer_as_the_run_does`).
 #[test]
 fn gguf_export_loads_back() {
     for arch in [Arch::Llama, Arch::Qwen2] {

@@ -1,7 +1,7 @@
 //! The linear layer of the backbones: `y = x·Wᵀ + b [+ s·dropout(x)·Aᵀ·Bᵀ]`.
 //!
-//! The base weight `W` is kept transposed as `[in, out]` (flex copies a transposed view
-//! on every matmul). For inference it is split into column blocks, one per worker
+//! The base weight `W` is kept transposed as `[in, out]`, the layout of burn's
+//! `linear`. For inference it is split into column blocks, one per worker
 //! thread: burn-flex threads a matmul only above about 7 M multiply-adds, so a decode
 //! step (one row) would otherwise run every layer on one core. For training it is one
 //! block, or packed (bf16/f16/int8/int4) and expanded inside each forward pass.

@@ -388,11 +388,7 @@ fn exports_answer_as_the_run_does() {
     let hf = export("hf", &[]);
     let peft = export("peft", &[]);
     let gguf = export("gguf", &["--quant", "f16"]);
-    let gguf_file = std::fs::read_dir(&gguf)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
-        .unwrap();
+    let gguf_file = gguf_in(&gguf);
     for prompt in [
         "Give three tips for staying healthy.",
         "Name a primary color.",
@@ -422,6 +418,15 @@ fn exports_answer_as_the_run_does() {
         "{card}"
     );
     assert!(card.contains("| LoRA r | 4 |"), "{card}");
+}
+
+/// The `.gguf` file of a GGUF export folder.
+fn gguf_in(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .unwrap()
 }
 
 /// Quantized GGUF exports of `run` within their stated tolerance: given the run's own
@@ -458,12 +463,7 @@ fn quantized_gguf_agrees_with_the_run(
     })
     .collect();
     for (quant, floor) in [("q8_0", 0.90), ("q4_k_m", 0.85)] {
-        let dir = export("gguf", &["--quant", quant]);
-        let file = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "gguf"))
-            .unwrap();
+        let file = gguf_in(&export("gguf", &["--quant", quant]));
         let engine = lathe_model::load(file.to_str().unwrap()).unwrap();
         let (mut same, mut total) = (0, 0);
         for (prompt_len, ids) in &sequences {

@@ -595,6 +595,17 @@ impl Llama {
         self.lm_head.dense_weight().expect("dense head")
     }
 
+    /// The head's weight in `[v, d]` layout, in which the loss's products run faster
+    /// (the vocabulary-wide operand is then read along its rows): the embeddings when
+    /// tied, which the head copies, else a transposed view of the head.
+    pub(crate) fn head_by_token(&self) -> Tensor<2> {
+        if self.config.tie_word_embeddings {
+            self.embed_tokens.weight.val()
+        } else {
+            self.head_weight().transpose()
+        }
+    }
+
     /// The output head.
     pub(crate) fn head_mut(&mut self) -> &mut Linear {
         &mut self.lm_head

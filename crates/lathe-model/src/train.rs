@@ -160,10 +160,12 @@ pub struct TrainableModel {
     checkpointing: bool,
 }
 
-/// Largest logits chunk held at once (values): 16 MiB, under glibc's largest mmap
-/// threshold (32 MiB), so the chunk buffers are reused from the heap instead of being
-/// mapped, faulted in and unmapped every time.
-const LOGITS_CHUNK: usize = 1 << 22;
+/// Largest logits chunk held at once (values): just under 32 MiB, glibc's largest mmap
+/// threshold (set by [`crate::allocator::reuse_freed_buffers`]), so the chunk buffers
+/// are reused from the heap instead of being mapped, faulted in and unmapped every
+/// time. That is 170 rows of a 49k vocabulary: the head's products need that many to
+/// run near full speed (at 85 rows the logits product ran at a third of it).
+const LOGITS_CHUNK: usize = (1 << 23) - (1 << 12);
 /// The same when the head trains: each chunk then makes a head-sized gradient to add
 /// up, so fewer, larger chunks cost less.
 const LOGITS_CHUNK_HEAD_GRAD: usize = 1 << 24;
@@ -507,7 +509,13 @@ impl TrainableModel {
         let head_trains = self.slots.iter().any(|s| matches!(s, Slot::Head))
             || (self.tied && self.slots.contains(&Slot::Embed));
         let hidden = hidden.clone().inner();
-        head_loss(hidden, &self.head_weight(), batch, true, head_trains)
+        head_loss(
+            hidden,
+            &self.engine.llama.head_by_token(),
+            batch,
+            true,
+            head_trains,
+        )
     }
 
     /// The lowest decoder layer backward has to rerun: the lowest holding a trained
@@ -562,10 +570,6 @@ impl TrainableModel {
         self.engine
     }
 
-    fn head_weight(&self) -> Tensor<2> {
-        self.engine.llama.head_weight()
-    }
-
     fn hidden(&self, batch: &Batch, train: Option<TrainStep>, device: &Device) -> Tensor<3> {
         hidden_of(&self.engine.llama, batch, train, device)
     }
@@ -582,7 +586,7 @@ impl Evaluator {
     pub fn loss(&self, batch: &Batch) -> BatchLoss {
         let llama = &self.engine.llama;
         let hidden = hidden_of(llama, batch, None, &self.engine.device);
-        head_loss(hidden, &llama.head_weight(), batch, false, false).loss
+        head_loss(hidden, &llama.head_by_token(), batch, false, false).loss
     }
 
     /// The model as an inference engine (for generation).
@@ -725,7 +729,7 @@ struct HeadOutput {
 }
 
 /// Cross-entropy of next-token predictions from `hidden` `[b, t, d]` (plain tensor)
-/// through the head `[d, v]`, only at positions whose next token carries weight, in
+/// through the head `[v, d]` (any strides), only at positions whose next token carries weight, in
 /// chunks; with its analytic gradient `w · (softmax − onehot)`.
 fn head_loss(
     hidden: Tensor<3>,
@@ -735,8 +739,8 @@ fn head_loss(
     head_grad: bool,
 ) -> HeadOutput {
     let [b, t, d] = hidden.dims();
-    let head = head.clone().inner();
-    let v = head.dims()[1];
+    let head = head.clone().inner(); // [v, d]
+    let v = head.dims()[0];
     let device = head.device();
     let h: Vec<f32> = hidden
         .into_data()
@@ -760,7 +764,7 @@ fn head_loss(
         Vec::new()
     };
     let mut head_acc: Option<Tensor<2>> = None;
-    let head_t = grads.then(|| head.clone().transpose());
+    let head_t = head.clone().transpose(); // [d, v]
     let chunk_values = if head_grad {
         LOGITS_CHUNK_HEAD_GRAD
     } else {
@@ -776,7 +780,7 @@ fn head_loss(
         let hc = Tensor::<2>::from_data(TensorData::new(hc, [c, d]), &device);
         let mut logits: Vec<f32> = hc
             .clone()
-            .matmul(head.clone())
+            .matmul(head_t.clone())
             .into_data()
             .try_to_vec()
             .expect("f32");
@@ -805,7 +809,7 @@ fn head_loss(
             let dl = Tensor::<2>::from_data(TensorData::new(logits, [c, v]), &device);
             let dhc: Vec<f32> = dl
                 .clone()
-                .matmul(head_t.clone().expect("transposed head"))
+                .matmul(head.clone())
                 .into_data()
                 .try_to_vec()
                 .expect("f32");

@@ -38,7 +38,7 @@ fn write_config(dir: &Path, name: &str) -> std::path::PathBuf {
     std::fs::write(&data, serde_json::to_string(&rows).unwrap()).unwrap();
     let run = dir.join(name);
     let cfg = format!(
-        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  validation_size: 0.1\n  system_column: None\ntokenizer:\n  max_length: 64\narchitecture:\n  backbone_dtype: float32\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  lora_dropout: 0.1\n  evaluation_epochs: 0.34\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 7\n",
+        "llm_backbone: demo\noutput_directory: {}\ndataset:\n  train_dataframe: {}\n  validation_size: 0.1\n  system_column: None\ntokenizer:\n  max_length: 64\narchitecture:\n  backbone_dtype: float32\n  gradient_checkpointing: false\ntraining:\n  batch_size: 2\n  epochs: 1\n  learning_rate: 0.001\n  lora_dropout: 0.1\n  evaluation_epochs: 0.33\nprediction:\n  metric: Perplexity\nenvironment:\n  seed: 7\n",
         run.display(),
         data.display()
     );

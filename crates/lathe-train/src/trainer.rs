@@ -64,6 +64,14 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
     Ok(())
 }
 
+/// How many evaluation boundaries lie at or before micro-step `micro`, with one every
+/// `interval` micro-steps (`steps_per_epoch × evaluation_epochs`, maybe fractional):
+/// 165 steps at 0.5 epochs validate after steps 83 and 165, not 82, 164 and 165. The
+/// tolerance keeps a product such as `100 × 0.1` from landing just past its boundary.
+fn evaluation_bucket(micro: u64, interval: f64) -> u64 {
+    (micro as f64 / interval + 1e-9).floor() as u64
+}
+
 /// Micro-batches of sample indices for one epoch, shuffled by `(seed, epoch)`.
 fn epoch_batches(
     n: usize,
@@ -315,7 +323,7 @@ fn run_loop(
     let total_micro = steps_per_epoch * t.epochs as u64;
     let total_steps = (total_micro / accumulation).max(1);
     let warmup = (t.warmup_epochs * steps_per_epoch as f64 / accumulation as f64) as u64;
-    let eval_every = ((steps_per_epoch as f64 * t.evaluation_epochs) as u64).max(1);
+    let eval_interval = (steps_per_epoch as f64 * t.evaluation_epochs).max(1.0);
     let per_sample = t.loss_function == "SampleAveragedCrossEntropy";
     let mut optimizer = Optimizer::new(
         OptimizerSettings {
@@ -443,7 +451,7 @@ fn run_loop(
     let mut grads_acc: Option<Vec<Vec<f32>>> = None;
     let mut window = (Instant::now(), 0usize);
     let mut stopped = false;
-    let mut evaluated_bucket = position.micro_step / eval_every;
+    let mut evaluated_bucket = evaluation_bucket(position.micro_step, eval_interval);
     while position.micro_step < total_micro {
         let epoch = position.micro_step / steps_per_epoch;
         let batches = epoch_batches(train_set.len(), batch_size, t.drop_last_batch, seed, epoch);
@@ -547,7 +555,7 @@ fn run_loop(
             )),
         }
         // Validate each time an evaluation boundary was passed, and at the end.
-        let bucket = position.micro_step / eval_every;
+        let bucket = evaluation_bucket(position.micro_step, eval_interval);
         if bucket > evaluated_bucket || position.micro_step == total_micro {
             evaluated_bucket = bucket;
             let mode = t.save_checkpoint.as_str();
@@ -777,4 +785,28 @@ pub(crate) fn text_format(engine: &lathe_model::Engine, config: &Config) -> Resu
         engine.chat_template.clone(),
         &config.dataset,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evaluation_bucket;
+
+    /// The micro-steps after which a run of `steps` validates, every `interval`.
+    fn evaluations(steps: u64, interval: f64) -> Vec<u64> {
+        (1..=steps)
+            .filter(|&m| evaluation_bucket(m, interval) > evaluation_bucket(m - 1, interval))
+            .collect()
+    }
+
+    #[test]
+    fn evaluation_boundaries_follow_fractional_epochs() {
+        assert_eq!(evaluations(165, 165.0 * 0.5), [83, 165]);
+        assert_eq!(
+            evaluations(100, 100.0 * 0.1),
+            (1..=10).map(|k| 10 * k).collect::<Vec<_>>()
+        );
+        // The last boundary (10.2) lies past the end, where the run validates anyway.
+        assert_eq!(evaluations(10, 10.0 * 0.34), [4, 7]);
+        assert_eq!(evaluations(3, 1.0), [1, 2, 3]);
+    }
 }

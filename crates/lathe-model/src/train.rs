@@ -729,8 +729,8 @@ struct HeadOutput {
 }
 
 /// Cross-entropy of next-token predictions from `hidden` `[b, t, d]` (plain tensor)
-/// through the head `[v, d]` (any strides), only at positions whose next token carries weight, in
-/// chunks; with its analytic gradient `w · (softmax − onehot)`.
+/// through the head `[v, d]` (any strides), only at positions whose next token carries
+/// weight, in chunks; with its analytic gradient `w · (softmax − onehot)`.
 fn head_loss(
     hidden: Tensor<3>,
     head: &Tensor<2>,

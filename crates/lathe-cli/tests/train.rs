@@ -430,8 +430,8 @@ fn gguf_in(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Quantized GGUF exports of `run` within their stated tolerance: given the run's own
-/// greedy answers (up to 32 tokens), the Q8_0 file's top-1 choice agrees on at least 90 % of the
-/// answer positions and the Q4_K_M file's on at least 85 % (the floors
+/// greedy answers (up to 32 tokens), the Q8_0 file's top-1 choice agrees on at least
+/// 90 % of the answer positions and the Q4_K_M file's on at least 85 % (the floors
 /// `bench/verify_export.py` applies to llama.cpp on the same files).
 fn quantized_gguf_agrees_with_the_run(
     run: &Path,

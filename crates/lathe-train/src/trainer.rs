@@ -66,9 +66,9 @@ fn preflight(config: &Config, log: &mut dyn FnMut(&str)) -> Result<()> {
 
 /// How many evaluation boundaries lie at or before micro-step `micro`, with one every
 /// `interval` micro-steps (`steps_per_epoch × evaluation_epochs`, maybe fractional):
-/// 165 steps at 0.5 epochs validate after steps 83 and 165. H2O validates every
-/// `int(steps_per_epoch × evaluation_epochs)` steps (82, 164); with the validation at
-/// the end that Lathe adds, that was 82, 164 and again 165. The tolerance keeps a
+/// 165 steps at 0.5 epochs validate after steps 83 and 165. (H2O's interval,
+/// `int(steps_per_epoch × evaluation_epochs)`, gives 82 and 164; with the validation a
+/// run always gets at its end, 164 and 165 would both validate.) The tolerance keeps a
 /// product such as `100 × 0.1` from landing just past its boundary.
 fn evaluation_bucket(micro: u64, interval: f64) -> u64 {
     (micro as f64 / interval + 1e-9).floor() as u64
